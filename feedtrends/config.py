@@ -1,0 +1,167 @@
+"""The one configuration object of feedtrends.
+
+Loaded once per process: CLI flag > environment (`FEEDTRENDS_<FIELD>`) > default.
+Validated at load, so a bad value fails with one clear line instead of deep inside
+a running job.  Durations accept `250ms`, `30s`, `5m`, `1h`, `7d` or plain
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ENV_PREFIX = "FEEDTRENDS_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid (message names the setting)."""
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {None: 1, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str | int) -> int:
+    """`'5m'` -> 300000.  Plain numbers are milliseconds."""
+    if isinstance(text, int):
+        return text
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(f"not a duration: {text!r} (use e.g. 500ms, 30s, 5m, 1h, 7d)")
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def _duration(default: str) -> Any:
+    return field(default=parse_duration_ms(default), metadata={"kind": "duration"})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the product.  Field names are the env/CLI names."""
+
+    # Where the local stack keeps its data, logs and pids (git-ignored).
+    state_dir: Path = REPO_ROOT / ".state"
+    # Jars resolved by Maven (`make jars`).
+    jars_dir: Path = REPO_ROOT / ".cache" / "jars"
+
+    # Local stack ports (loopback only).
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    flink_rest_port: int = 8081
+    flink_rpc_port: int = 6123
+    # Where clients find Kafka; empty means the local stack's broker.
+    bootstrap: str = ""
+    # Flink REST endpoint used by `flink run`; empty means the local stack's.
+    jobmanager: str = ""
+
+    # Topics.
+    events_topic: str = "feed-events"
+    trends_topic: str = "feed-trends"
+    dlq_topic: str = "feed-events-dlq"
+    late_topic: str = "feed-events-late"
+    partitions: int = 2
+
+    # Job semantics.
+    window_ms: int = _duration("1h")
+    lateness_ms: int = -1  # -1: one window
+    out_of_orderness_ms: int = _duration("5m")
+    idleness_ms: int = _duration("30s")
+    dedup_ttl_ms: int = _duration("7d")
+    baseline_windows: int = 6
+    min_support: int = 2
+    examples: int = 3
+    include_summary: bool = False
+    parallelism: int = 1
+
+    # Output.
+    parquet_dir: Path = Path()  # default: <state_dir>/parquet
+    # Stable for a deployment, unique per job: the Kafka sink's transactions are
+    # fenced by it, so two jobs sharing a prefix would abort each other.
+    transactional_id_prefix: str = "feedtrends-trends"
+    job_name: str = "feedtrends-trends"
+
+    def __post_init__(self) -> None:
+        if self.lateness_ms == -1:
+            object.__setattr__(self, "lateness_ms", self.window_ms)
+        if self.parquet_dir == Path():
+            object.__setattr__(self, "parquet_dir", self.state_dir / "parquet")
+        for name in ("kafka_port", "kafka_controller_port", "flink_rest_port", "flink_rpc_port"):
+            port = getattr(self, name)
+            if not 0 < port < 65536:
+                raise ConfigError(f"{name}: {port} is not a TCP port")
+        if self.window_ms <= 0:
+            raise ConfigError("window_ms must be positive")
+        if self.lateness_ms < 0:
+            raise ConfigError("lateness_ms must be >= 0 (or -1 for one window)")
+        for name in ("partitions", "baseline_windows", "min_support", "examples", "parallelism"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def flink_rest_url(self) -> str:
+        return f"http://{self.jobmanager}" if self.jobmanager else f"http://127.0.0.1:{self.flink_rest_port}"
+
+    def as_env(self) -> dict[str, str]:
+        """The config as FEEDTRENDS_* variables, to hand to a child process."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[ENV_PREFIX + f.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out
+
+
+def _convert(f: dataclasses.Field, raw: Any) -> Any:
+    if raw is None:
+        return None
+    kind = f.metadata.get("kind")
+    try:
+        if kind == "duration" or (f.name.endswith("_ms") and isinstance(raw, str) and f.name != "lateness_ms"):
+            return parse_duration_ms(raw)
+        if f.name == "lateness_ms":
+            return -1 if str(raw).strip() == "-1" else parse_duration_ms(raw)
+        if f.type in ("Path",) or isinstance(f.default, Path):
+            return Path(raw).expanduser().resolve() if str(raw) else Path()
+        if isinstance(f.default, bool):
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{f.name}: not a boolean: {raw!r}")
+        if isinstance(f.default, int):
+            return int(raw)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise ConfigError(f"{f.name}: {exc}") from None
+        raise ConfigError(f"{f.name}: invalid value {raw!r}") from None
+    return str(raw)
+
+
+def load_config(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Build the config: CLI values (None = not given) > FEEDTRENDS_* env > defaults."""
+    cli = cli or {}
+    env = os.environ if env is None else env
+    known = {f.name: f for f in fields(Config)}
+    unknown = [k for k in cli if k not in known and cli[k] is not None]
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        raw = cli.get(name)
+        if raw is None:
+            raw = env.get(ENV_PREFIX + name.upper())
+        if raw is None or raw == "":
+            continue
+        values[name] = _convert(f, raw)
+    return Config(**values)
