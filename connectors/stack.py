@@ -224,6 +224,10 @@ def _kafka_properties(config: Config, paths: StackPaths) -> str:
         "share.coordinator.state.topic.min.isr": "1",
         "transaction.max.timeout.ms": str(max_txn_ms),
         "group.initial.rebalance.delay.ms": "0",
+        # Kafka 4 rejects record timestamps more than an hour ahead by default.  We
+        # want such records in the topic: the job routes them to the dead-letter
+        # topic with a reason instead of the producer failing a whole batch.
+        "log.message.timestamp.after.max.ms": str(2**63 - 1),
         # Replay from the earliest offset must find every event: keep them all locally.
         "log.retention.ms": "-1",
         "log.segment.bytes": str(256 * 1024 * 1024),

@@ -1,0 +1,261 @@
+"""Flink sources and sinks of the trends job (all of the job's I/O lives here).
+
+Source: the Kafka topic of events, read through Flink's Kafka *table* connector and
+handed to the DataStream API.  The table connector gives what the Python
+DataStream Kafka source cannot: the record's topic/partition/offset (the
+dead-letter record names them) and watermarks generated per Kafka partition
+inside the JVM from the record timestamp, which our producer sets to the event's
+`published_at`.
+
+Sinks: Flink's Kafka and filesystem table connectors, fed from DataStreams.  The
+Kafka sinks run with `sink.delivery-guarantee = exactly-once` (Flink's
+`KafkaSink` with `DeliveryGuarantee.EXACTLY_ONCE`: one Kafka transaction per
+checkpoint); the Parquet sink is Flink's `FileSink` in bulk mode (files roll on
+every checkpoint and are committed when it completes), partitioned by window
+date.  Readers of the Kafka topics must use `isolation.level=read_committed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from pyflink.common import Row, Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment
+from pyflink.table.expressions import col
+
+from feedtrends.config import Config
+
+# (value, topic, partition, offset): one Kafka record as the job sees it.  The
+# record's event time travels as the stream record's timestamp.
+RECORD_TYPE = Types.ROW_NAMED(
+    ["value", "topic", "partition", "offset"],
+    [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
+)
+
+# One output row, as written to Kafka (JSON value) and Parquet (columns).
+TREND_COLUMNS = [
+    ("window_start", "BIGINT", Types.LONG()),
+    ("window_end", "BIGINT", Types.LONG()),
+    ("term", "STRING", Types.STRING()),
+    ("articles", "INT", Types.INT()),
+    ("feeds", "INT", Types.INT()),
+    ("baseline", "DOUBLE", Types.DOUBLE()),
+    ("score", "DOUBLE", Types.DOUBLE()),
+    ("rank", "INT", Types.INT()),
+    ("revision", "INT", Types.INT()),
+    ("emitted_at", "BIGINT", Types.LONG()),
+    ("examples", "ARRAY<STRING>", Types.BASIC_ARRAY(Types.STRING())),
+    ("window_date", "STRING", Types.STRING()),
+    ("kafka_key", "STRING", Types.STRING()),
+    ("kafka_value", "STRING", Types.STRING()),
+]
+TREND_TYPE = Types.ROW_NAMED([c[0] for c in TREND_COLUMNS], [c[2] for c in TREND_COLUMNS])
+
+# Dead-letter and late records: a key (may be None) and a JSON value.
+SIDE_TYPE = Types.ROW_NAMED(["kafka_key", "kafka_value"], [Types.STRING(), Types.STRING()])
+
+# Parquet holds the row's columns; the Kafka message is the same row as JSON.
+PARQUET_COLUMNS = [c for c in TREND_COLUMNS if c[0] not in ("kafka_key", "kafka_value")]
+
+
+# Watermarks are "max timestamp - out-of-orderness - 1", as in Flink's
+# BoundedOutOfOrderness generator (SQL's `ts - INTERVAL` has no "- 1": we add 1 ms).
+def _interval(ms: int) -> str:
+    """A SQL interval literal of exactly `ms` milliseconds (day precision 2: < 100 days)."""
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _with(options: dict[str, str]) -> str:
+    return ",\n  ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in options.items())
+
+
+@dataclass(frozen=True)
+class KafkaRecordSource:
+    """Reads `config.events_topic` from the earliest offset (a restored job continues from its checkpoint)."""
+
+    config: Config
+    group_id: str = "feedtrends-trends"
+
+    @property
+    def parallelism(self) -> int:
+        return self.config.parallelism
+
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream:
+        c = self.config
+        # A quiet partition must not hold back the watermark of the others.
+        t_env.get_config().set("table.exec.source.idle-timeout", f"{c.idleness_ms} ms")
+        options = {
+            "connector": "kafka",
+            "topic": c.events_topic,
+            "properties.bootstrap.servers": c.kafka_bootstrap,
+            "properties.group.id": self.group_id,
+            "properties.isolation.level": "read_committed",
+            "scan.startup.mode": "earliest-offset",
+            # A watermark after every record, not on a wall-clock timer: lateness
+            # then depends on the partition's data, not on how fast it is read.
+            "scan.watermark.emit.strategy": "on-event",
+            "format": "raw",
+        }
+        t_env.execute_sql(
+            f"""
+            CREATE TEMPORARY TABLE feed_events_source (
+              `value` BYTES,
+              `topic` STRING METADATA VIRTUAL,
+              `partition` INT METADATA VIRTUAL,
+              `offset` BIGINT METADATA VIRTUAL,
+              `record_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+              -- Event time is the record timestamp (= published_at).  An absurd one
+              -- (from a broken producer) is replaced by the epoch so it can never
+              -- push the watermark ahead; the record itself goes to the DLQ.
+              `event_time` AS CASE
+                 WHEN `record_ts` < TO_TIMESTAMP_LTZ(946684800000, 3)
+                   OR `record_ts` > CURRENT_TIMESTAMP + INTERVAL '1' DAY
+                 THEN TO_TIMESTAMP_LTZ(0, 3) ELSE `record_ts` END,
+              WATERMARK FOR `event_time` AS `event_time` - {_interval(c.out_of_orderness_ms + 1)}
+            ) WITH (
+              {_with(options)}
+            )"""
+        )
+        table = t_env.sql_query(
+            "SELECT `value`, `topic`, `partition`, `offset`, `event_time` FROM feed_events_source"
+        )
+        return t_env.to_data_stream(table).map(
+            lambda r: Row(value=r[0], topic=r[1], partition=r[2], offset=r[3]), output_type=RECORD_TYPE
+        ).name("kafka-records").uid("kafka-records")
+
+
+@dataclass(frozen=True)
+class CollectionRecordSource:
+    """Kafka-like records from memory, for tests: (partition, offset, timestamp_ms, value bytes).
+
+    Goes through the same table-side watermark generation as the Kafka source, so
+    watermarks advance with the data, not with the wall clock; with a single
+    input subtask they are exactly "max timestamp so far - out-of-orderness - 1".
+    """
+
+    records: tuple[tuple[int, int, int, bytes], ...]
+    config: Config
+    topic: str = "feed-events"
+    parallelism: int = 1
+
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream:
+        with_ts = Types.ROW_NAMED(
+            ["value", "topic", "partition", "offset", "ts_ms"],
+            [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()],
+        )
+        rows = [Row(value, self.topic, partition, offset, ts) for partition, offset, ts, value in self.records]
+        stream = env.from_collection(rows, type_info=with_ts).set_parallelism(1)
+        schema = (
+            Schema.new_builder()
+            .column("value", DataTypes.BYTES())
+            .column("topic", DataTypes.STRING())
+            .column("partition", DataTypes.INT())
+            .column("offset", DataTypes.BIGINT())
+            .column("ts_ms", DataTypes.BIGINT())
+            .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
+            .watermark("event_time", f"event_time - {_interval(self.config.out_of_orderness_ms + 1)}")
+            .build()
+        )
+        # One subtask end to end (the job's parse step follows `parallelism`), so
+        # each partition's records keep their order, as they would from Kafka.
+        t_env.get_config().set("table.exec.resource.default-parallelism", "1")
+        table = t_env.from_data_stream(stream, schema)
+        return (
+            t_env.to_data_stream(table.select(col("value"), col("topic"), col("partition"), col("offset"), col("event_time")))
+            .map(lambda r: Row(value=r[0], topic=r[1], partition=r[2], offset=r[3]), output_type=RECORD_TYPE)
+            .set_parallelism(1)
+            .name("collection-records")
+            .uid("collection-records")
+        )
+
+
+@dataclass(frozen=True)
+class TrendSinks:
+    """Exactly-once Kafka topics for trends, dead letters and late events; Parquet for trends."""
+
+    config: Config
+
+    def _kafka_table(self, t_env: StreamTableEnvironment, name: str, topic: str, txn_suffix: str) -> None:
+        c = self.config
+        options = {
+            "connector": "kafka",
+            "topic": topic,
+            "properties.bootstrap.servers": c.kafka_bootstrap,
+            "key.format": "raw",
+            "key.fields": "kafka_key",
+            "value.format": "raw",
+            "value.fields-include": "EXCEPT_KEY",
+            "sink.delivery-guarantee": "exactly-once",
+            # One prefix per sink: transactions of different sinks must not fence each other.
+            "sink.transactional-id-prefix": f"{c.transactional_id_prefix}-{txn_suffix}",
+            # Must stay below the broker's transaction.max.timeout.ms (1 h on our stack).
+            "properties.transaction.timeout.ms": str(15 * 60 * 1000),
+        }
+        t_env.execute_sql(
+            f"""
+            CREATE TEMPORARY TABLE {name} (
+              `kafka_key` STRING,
+              `kafka_value` STRING
+            ) WITH (
+              {_with(options)}
+            )"""
+        )
+
+    def attach(
+        self,
+        t_env: StreamTableEnvironment,
+        trends: DataStream,
+        dlq: DataStream,
+        late: DataStream,
+    ) -> StatementSet:
+        c = self.config
+        self._kafka_table(t_env, "trends_kafka", c.trends_topic, "trends")
+        self._kafka_table(t_env, "dlq_kafka", c.dlq_topic, "dlq")
+        self._kafka_table(t_env, "late_kafka", c.late_topic, "late")
+        columns = ",\n  ".join(f"`{name}` {sql}" for name, sql, _ in PARQUET_COLUMNS)
+        parquet_options = {
+            "connector": "filesystem",
+            "path": c.parquet_dir.as_uri(),
+            "format": "parquet",
+            # Bulk formats roll on every checkpoint; files become visible on commit.
+            "sink.rolling-policy.file-size": "128MB",
+            "sink.partition-commit.policy.kind": "success-file",
+            "sink.partition-commit.trigger": "process-time",
+            "sink.partition-commit.delay": "0 s",
+        }
+        t_env.execute_sql(
+            f"""
+            CREATE TEMPORARY TABLE trends_parquet (
+              {columns}
+            ) PARTITIONED BY (`window_date`) WITH (
+              {_with(parquet_options)}
+            )"""
+        )
+        t_env.create_temporary_view("trend_rows", t_env.from_data_stream(trends))
+        t_env.create_temporary_view("dlq_rows", t_env.from_data_stream(dlq))
+        t_env.create_temporary_view("late_rows", t_env.from_data_stream(late))
+        parquet_cols = ", ".join(f"`{name}`" for name, _, _ in PARQUET_COLUMNS)
+        statements = t_env.create_statement_set()
+        statements.add_insert_sql("INSERT INTO trends_kafka SELECT kafka_key, kafka_value FROM trend_rows")
+        statements.add_insert_sql(f"INSERT INTO trends_parquet SELECT {parquet_cols} FROM trend_rows")
+        statements.add_insert_sql("INSERT INTO dlq_kafka SELECT kafka_key, kafka_value FROM dlq_rows")
+        statements.add_insert_sql("INSERT INTO late_kafka SELECT kafka_key, kafka_value FROM late_rows")
+        return statements
+
+
+class SourceFactory(Protocol):
+    """Builds the record stream; `parallelism` is the parallelism it produces at."""
+
+    parallelism: int
+
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream: ...

@@ -1,0 +1,518 @@
+"""`feedtrends ingest` and `feedtrends generate`: from feeds (or the synthetic
+generator) to the `feed-events` topic.
+
+The CLI only calls add_ingest_arguments / ingest_command and
+add_generate_arguments / generate_command; run_ingest / run_generate are the
+programmatic entry points used by tests.
+
+One ingest poll:
+
+    feed list -> poll_feeds (fetch | parse | normalize | drop already-sent)
+              -> new events, sorted by published_at -> sink (Kafka or stdout)
+              -> flush -> commit per-feed state (validators, sent ids, backoff)
+
+State is committed only for feeds whose events were all acknowledged, so a
+Kafka failure makes the next poll fetch and send those entries again
+(at-least-once; the job deduplicates by event_id/article_id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import IO, Any
+
+from connectors.feeds import (
+    FetchLimits,
+    StateFileError,
+    load_state,
+    poll_feeds,
+    record_failure,
+    record_success,
+    save_state,
+)
+from connectors.producer import DEFAULT_TOPIC, DryRunSink, EventSink, KafkaSink, ensure_topic
+from udfs.entries import FeedListError, FeedSpec, encode_event, parse_feed_list
+from udfs.synthetic import (
+    DEFAULT_LATE_HORIZON_MS,
+    DEFAULT_OUT_OF_ORDER_BOUND_MS,
+    DEFAULT_START_MS,
+    GeneratorConfig,
+    format_counts,
+    iter_synthetic,
+)
+
+log = logging.getLogger("feedtrends.ingest")
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_PARTITIONS = 2  # feedtrends/config.py default
+DEFAULT_STATE_PATH = os.path.join(".feedtrends", "ingest-state.json")
+GENERATE_FLUSH_EVERY = 10_000  # bounds the producer's pending futures in memory
+
+
+def default_bootstrap() -> str:
+    return os.environ.get("FEEDTRENDS_BOOTSTRAP") or DEFAULT_BOOTSTRAP
+
+
+# --------------------------------------------------------------------------- helpers
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """'90s' / '5m' / '1h' / '250ms' -> seconds.
+
+    The unit is required: feedtrends config reads bare numbers as
+    milliseconds, a CLI flag would naturally be read as seconds, and a
+    missing unit is the cheapest place to stop that confusion.
+    """
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (give a unit, e.g. 30s, 5m, 1h)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_start_ms(text: str) -> int:
+    """Epoch milliseconds or an ISO 8601 time with zone (naive means UTC)."""
+    text = str(text).strip()
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * 1000)
+
+
+def load_feed_list(path: str) -> list[FeedSpec]:
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    return parse_feed_list(text, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+class _Progress:
+    """A single self-overwriting status line, only when stderr is a terminal."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.enabled = bool(getattr(stream, "isatty", lambda: False)())
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+@dataclass
+class IngestSummary:
+    feeds_ok: int = 0
+    feeds_not_modified: int = 0
+    feeds_failed: int = 0
+    feeds_backoff: int = 0  # skipped: still backing off after earlier errors
+    entries_new: int = 0
+    entries_already_sent: int = 0
+    entries_rejected: int = 0
+    events_delivered: int = 0
+    polls: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.feeds_failed else 0
+
+    def line(self) -> str:
+        return (
+            f"feeds ok={self.feeds_ok} not_modified={self.feeds_not_modified} failed={self.feeds_failed}; "
+            f"entries new={self.entries_new} already_sent={self.entries_already_sent} rejected={self.entries_rejected}"
+        )
+
+    def detail_line(self) -> str:
+        parts = [f"{reason}={count}" for reason, count in sorted(self.reasons.items())]
+        if self.feeds_backoff:
+            parts.insert(0, f"backoff_skipped={self.feeds_backoff}")
+        return "reasons: " + " ".join(parts) if parts else ""
+
+
+def ingest_poll(
+    specs: list[FeedSpec],
+    state: dict[str, Any],
+    sink: EventSink,
+    *,
+    limits: FetchLimits,
+    allow_files: bool,
+    now_ms: int,
+) -> IngestSummary:
+    """One poll of every due feed; mutates `state` (caller saves it)."""
+    polls = poll_feeds(specs, state, limits, allow_files=allow_files, now_ms=now_ms)
+    summary = IngestSummary(polls=1)
+
+    # Across feeds, oldest first: keeps each partition's record timestamps
+    # close to increasing, so the job's watermarks do not jump ahead.
+    outgoing = sorted(
+        ((event, poll.feed_url) for poll in polls for event in poll.events),
+        key=lambda pair: (pair[0]["published_at"], pair[0]["event_id"]),
+    )
+    for event, feed_url in outgoing:
+        sink.send(event["article_id"].encode("utf-8"), encode_event(event), event["published_at"], tag=feed_url)
+    report = sink.flush()
+    summary.events_delivered = report.sent
+    for error, count in report.errors.items():
+        summary.reasons[f"produce:{error}"] += count
+
+    for poll in polls:
+        summary.entries_already_sent += poll.already_sent
+        summary.entries_rejected += sum(poll.rejected.values())
+        summary.entries_new += len(poll.events)
+        for reason, count in poll.rejected.items():
+            summary.reasons[f"rejected:{reason}"] += count
+        for note, count in poll.notes.items():
+            summary.reasons[note] += count
+        if poll.status == "backoff":
+            summary.feeds_backoff += 1
+        elif poll.status == "failed":
+            summary.feeds_failed += 1
+            summary.reasons[f"failed:{poll.reason}"] += 1
+            record_failure(state, poll.feed_url, poll.reason or "unknown", now_ms)
+            log.warning("feed %s failed: %s", poll.feed_url, poll.reason)
+        elif poll.feed_url in report.failed_tags:
+            # Not delivered: keep the old validators and sent ids so the next
+            # poll fetches and sends these entries again.
+            summary.feeds_failed += 1
+            summary.reasons["failed:produce_failed"] += 1
+            record_failure(state, poll.feed_url, "produce_failed", now_ms)
+            log.warning("feed %s: events not acknowledged by Kafka", poll.feed_url)
+        else:
+            if poll.status == "ok":
+                summary.feeds_ok += 1
+            else:
+                summary.feeds_not_modified += 1
+            record_success(
+                state,
+                poll.feed_url,
+                status=poll.status,
+                validators=poll.validators,
+                sent_event_ids=[event["event_id"] for event in poll.events],
+            )
+    return summary
+
+
+def _merge(total: IngestSummary, part: IngestSummary) -> None:
+    for name in (
+        "feeds_ok",
+        "feeds_not_modified",
+        "feeds_failed",
+        "feeds_backoff",
+        "entries_new",
+        "entries_already_sent",
+        "entries_rejected",
+        "events_delivered",
+        "polls",
+    ):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    total.reasons.update(part.reasons)
+
+
+def run_ingest(
+    feeds_file: str,
+    *,
+    once: bool = True,
+    every_seconds: float | None = None,
+    allow_files: bool = False,
+    dry_run: bool = False,
+    bootstrap: str | None = None,
+    topic: str = DEFAULT_TOPIC,
+    partitions: int = DEFAULT_PARTITIONS,
+    state_path: str | None = None,
+    out: IO[Any] | None = None,
+    err: IO[str] | None = None,
+    max_polls: int | None = None,
+    limits: FetchLimits = FetchLimits(),
+    sink: EventSink | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> IngestSummary:
+    """Poll the feeds once, or every `every_seconds` until max_polls (None: forever).
+
+    state_path None keeps state in memory only (between polls of this run).
+    Prints one summary line per poll to `err`; with dry_run the events go to
+    `out` as JSON lines.  The returned summary is of the last poll, with
+    `polls` counting all of them; its exit_code is non-zero if a feed failed.
+    """
+    if not once and (every_seconds is None or every_seconds <= 0):
+        raise ValueError("every_seconds must be positive unless once=True")
+    # Looked up per call, not bound at import: tests and the CLI may swap them.
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    specs = load_feed_list(feeds_file)
+    state = load_state(state_path)
+    if sink is None:
+        if dry_run:
+            sink = DryRunSink(out)
+        else:
+            bootstrap = bootstrap or default_bootstrap()
+            ensure_topic(bootstrap, topic, partitions)
+            sink = KafkaSink(bootstrap, topic, client_id="feedtrends-ingest")
+    progress = _Progress(err)
+    last = IngestSummary()
+    polls = 0
+    try:
+        while True:
+            started = clock()
+            progress.show(f"poll {polls + 1}: {len(specs)} feeds ...")
+            last = ingest_poll(specs, state, sink, limits=limits, allow_files=allow_files, now_ms=int(started * 1000))
+            save_state(state_path, state)
+            polls += 1
+            last.polls = polls
+            progress.clear()
+            print(last.line(), file=err)
+            if last.detail_line():
+                print(last.detail_line(), file=err)
+            err.flush()
+            if once or (max_polls is not None and polls >= max_polls):
+                break
+            assert every_seconds is not None
+            sleep(max(0.0, every_seconds - (clock() - started)))
+    finally:
+        sink.close()
+    return last
+
+
+# --------------------------------------------------------------------------- generate
+
+
+@dataclass
+class GenerateSummary:
+    counts: dict[str, int]
+    delivered: int
+    failed: int
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def run_generate(
+    config: GeneratorConfig,
+    *,
+    dry_run: bool = False,
+    bootstrap: str | None = None,
+    topic: str = DEFAULT_TOPIC,
+    partitions: int = DEFAULT_PARTITIONS,
+    out: IO[Any] | None = None,
+    err: IO[str] | None = None,
+    sink: EventSink | None = None,
+) -> GenerateSummary:
+    """Send the synthetic stream; print the injected counts per kind at the end
+    (to `err` when dry_run, because `out` then carries the records)."""
+    config.validate()
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    if sink is None:
+        if dry_run:
+            sink = DryRunSink(out)
+        else:
+            bootstrap = bootstrap or default_bootstrap()
+            ensure_topic(bootstrap, topic, partitions)
+            sink = KafkaSink(bootstrap, topic, client_id="feedtrends-generate")
+    progress = _Progress(err)
+    counts: Counter[str] = Counter()
+    delivered = failed = 0
+    try:
+        for index, record in enumerate(iter_synthetic(config), start=1):
+            sink.send(record.key, record.value, record.timestamp_ms, tag=None)
+            counts[record.kind] += 1
+            if index % GENERATE_FLUSH_EVERY == 0:
+                report = sink.flush()
+                delivered, failed = delivered + report.sent, failed + report.failed
+                progress.show(f"generated {index}/{config.count}")
+        report = sink.flush()
+        delivered, failed = delivered + report.sent, failed + report.failed
+    finally:
+        sink.close()
+        progress.clear()
+    summary = GenerateSummary(dict(sorted(counts.items())), delivered, failed)
+    report_stream = err if dry_run else out
+    print(format_counts(summary.counts), file=report_stream)
+    if not dry_run:
+        print(f"delivered={delivered} failed={failed} topic={topic}", file=report_stream)
+    report_stream.flush()
+    return summary
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _duration_arg(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("duration must be positive")
+    return seconds
+
+
+def _fraction_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be a fraction between 0 and 1")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="print JSON lines to stdout instead of producing to Kafka")
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        help=f"Kafka bootstrap HOST:PORT (default: $FEEDTRENDS_BOOTSTRAP or {DEFAULT_BOOTSTRAP})",
+    )
+    parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"topic (default: {DEFAULT_TOPIC})")
+    parser.add_argument(
+        "--partitions",
+        type=_positive_int,
+        default=DEFAULT_PARTITIONS,
+        help=f"partitions when the topic has to be created (default: {DEFAULT_PARTITIONS})",
+    )
+
+
+def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
+    """`feedtrends ingest FEEDS [--once | --every 5m] [--allow-files] [--dry-run] ...`"""
+    parser.add_argument("feeds", metavar="FEEDS", help="feed list: OPML, YAML (- url: ...) or one URL per line")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="poll every feed once and exit (default)")
+    when.add_argument("--every", type=_duration_arg, metavar="DURATION", help="poll repeatedly, e.g. 30s, 5m, 1h")
+    parser.add_argument("--allow-files", action="store_true", help="allow file:// URLs and paths in the feed list")
+    _add_kafka_arguments(parser)
+    parser.add_argument(
+        "--state",
+        default=None,
+        metavar="PATH",
+        help=(
+            f"per-feed state file (ETags, sent ids, backoff); default {DEFAULT_STATE_PATH}, "
+            "or none at all with --dry-run so dry runs never hide entries from real runs"
+        ),
+    )
+    parser.add_argument("--timeout", type=_duration_arg, default=15.0, help="total time per feed request (default: 15s)")
+    parser.add_argument("--max-bytes", type=_positive_int, default=5 * 1024 * 1024, help="max feed size (default: 5 MiB)")
+    parser.add_argument("--concurrency", type=_positive_int, default=8, help="feeds fetched in parallel (default: 8)")
+
+
+def ingest_command(args: argparse.Namespace) -> int:
+    """Exit codes: 0 all feeds fine, 1 a feed failed, 2 unusable input or Kafka."""
+    state_path = args.state
+    if state_path is None and not args.dry_run:
+        state_path = DEFAULT_STATE_PATH
+    limits = FetchLimits(timeout_s=args.timeout, max_bytes=args.max_bytes, concurrency=args.concurrency)
+    try:
+        summary = run_ingest(
+            args.feeds,
+            once=args.every is None,
+            every_seconds=args.every,
+            allow_files=args.allow_files,
+            dry_run=args.dry_run,
+            bootstrap=args.bootstrap,
+            topic=args.topic,
+            partitions=args.partitions,
+            state_path=state_path,
+            limits=limits,
+        )
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, FeedListError, StateFileError) as exc:
+        print(f"feedtrends ingest: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Kafka unreachable and the like: say it, in one line
+        if type(exc).__module__.startswith("kafka"):
+            print(f"feedtrends ingest: Kafka error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return summary.exit_code
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    """`feedtrends generate [--count N] [--seed S] [--rate R] [--duplicates F] ...`"""
+    parser.add_argument("--count", type=int, default=10_000, help="records to generate (default: 10000)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes (default: 42)")
+    parser.add_argument("--rate", type=float, default=1.0, help="events per simulated second (default: 1.0)")
+    parser.add_argument(
+        "--start",
+        type=parse_start_ms,
+        default=DEFAULT_START_MS,
+        help="simulated start: ISO time or epoch ms (default: 2026-11-20T00:00:00Z)",
+    )
+    parser.add_argument("--duplicates", type=_fraction_arg, default=0.0, help="fraction of re-sent articles")
+    parser.add_argument("--out-of-order", type=_fraction_arg, default=0.0, help="fraction behind the max by < bound")
+    parser.add_argument("--late", type=_fraction_arg, default=0.0, help="fraction behind the max by > horizon")
+    parser.add_argument("--malformed", type=_fraction_arg, default=0.0, help="fraction of invalid records")
+    parser.add_argument(
+        "--out-of-order-bound", type=_duration_arg, default=DEFAULT_OUT_OF_ORDER_BOUND_MS / 1000, help="default: 2m"
+    )
+    parser.add_argument("--late-horizon", type=_duration_arg, default=DEFAULT_LATE_HORIZON_MS / 1000, help="default: 3h")
+    parser.add_argument("--feeds", type=int, default=40, help="number of simulated feeds (default: 40)")
+    _add_kafka_arguments(parser)
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    config = GeneratorConfig(
+        count=args.count,
+        seed=args.seed,
+        start_ms=args.start,
+        rate=args.rate,
+        duplicates=args.duplicates,
+        out_of_order=args.out_of_order,
+        late=args.late,
+        malformed=args.malformed,
+        out_of_order_bound_ms=int(args.out_of_order_bound * 1000),
+        late_horizon_ms=int(args.late_horizon * 1000),
+        feeds=args.feeds,
+    )
+    try:
+        config.validate()
+    except ValueError as exc:
+        print(f"feedtrends generate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = run_generate(
+            config,
+            dry_run=args.dry_run,
+            bootstrap=args.bootstrap,
+            topic=args.topic,
+            partitions=args.partitions,
+        )
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if type(exc).__module__.startswith("kafka"):
+            print(f"feedtrends generate: Kafka error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return summary.exit_code

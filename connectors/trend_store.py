@@ -1,0 +1,75 @@
+"""Reading the trend output back: Parquet files written by the job, and the Kafka topic."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+
+def read_parquet(parquet_dir: Path) -> pa.Table:
+    """Every committed row.  In-progress files start with '.' and are skipped by pyarrow."""
+    if not Path(parquet_dir).exists() or not any(Path(parquet_dir).rglob("part-*")):
+        return pa.table({})
+    dataset = ds.dataset(str(parquet_dir), format="parquet", partitioning="hive", exclude_invalid_files=True)
+    return dataset.to_table()
+
+
+def latest_revisions(rows: list[dict]) -> list[dict]:
+    """Keep the highest revision per (window_start, term): what a compacted topic would keep."""
+    best: dict[tuple[int, str], dict] = {}
+    for row in rows:
+        key = (row["window_start"], row["term"])
+        if key not in best or row["revision"] > best[key]["revision"]:
+            best[key] = row
+    return sorted(best.values(), key=lambda r: (r["window_start"], r["term"]))
+
+
+def read_latest(parquet_dir: Path) -> pa.Table:
+    table = read_parquet(parquet_dir)
+    if table.num_rows == 0:
+        return table
+    return pa.Table.from_pylist(latest_revisions(table.to_pylist()))
+
+
+def read_kafka_rows(bootstrap: str, topic: str, *, timeout_ms: int = 5000) -> list[dict]:
+    """All committed rows of the trends topic (read_committed), in offset order per partition."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        consumer_timeout_ms=timeout_ms,
+    )
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def print_windows(parquet_dir: Path, *, top: int = 5) -> bool:
+    """Print one line per window (start, articles, terms) and its top-ranked terms."""
+    table = read_latest(parquet_dir)
+    if table.num_rows == 0:
+        print(f"no trend rows in {parquet_dir} yet (windows appear once the watermark passes their end)")
+        return False
+    rows = table.to_pylist()
+    windows = sorted({r["window_start"] for r in rows})
+    print(f"{'window_start (UTC)':<18}  {'window_start (ms)':>17}  {'terms':>5}  top terms (articles, score)")
+    for ws in windows:
+        in_window = [r for r in rows if r["window_start"] == ws]
+        ranked = sorted((r for r in in_window if r["rank"] is not None), key=lambda r: r["rank"])[:top]
+        tops = ", ".join(f"{r['term']} ({r['articles']}, {r['score']:.2f})" for r in ranked) or "-"
+        print(f"{_utc(ws):<18}  {ws:>17}  {len(in_window):>5}  {tops}")
+    return True

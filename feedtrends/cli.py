@@ -1,0 +1,195 @@
+"""`feedtrends`: the single entry point for users.
+
+    feedtrends up | down | status [--json]     the local Kafka + Flink stack
+    feedtrends ingest FEEDS ...                 poll feeds into Kafka
+    feedtrends generate ...                     synthetic events into Kafka
+    feedtrends serve-feeds DIR                  a local HTTP server for feed files
+    feedtrends topics                           create the product's topics
+    feedtrends submit                           submit the trends job (flink run -py)
+    feedtrends trends [--limit N]               print the windows and top terms from Parquet
+    feedtrends demo                             everything above, end to end
+
+Errors are one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from feedtrends.config import REPO_ROOT, Config, ConfigError, load_config
+
+SAMPLE_FEEDS = REPO_ROOT / "samples" / "feeds.opml"
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(
+        {
+            "state_dir": getattr(args, "state_dir", None),
+            "jobmanager": getattr(args, "jobmanager_addr", None),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- stack
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from connectors import stack
+
+    stack.up(_config(args))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from connectors import stack
+
+    stack.down(_config(args))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from connectors import stack
+
+    info = stack.status(_config(args))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"kafka:  {'ready' if info['kafka_ready'] else 'running' if info['kafka_running'] else 'down'}  {info['kafka_bootstrap']}")
+    flink = f"{info['taskmanagers']} taskmanager(s), {info['slots_available']}/{info['slots_total']} slots free"
+    print(f"flink:  {'up' if info['flink_running'] else 'down'}  {info['flink_rest_url']}  {flink if info['flink_running'] else ''}")
+    for job in info["jobs"]:
+        print(f"job:    {job['id']}  {job['state']:<10} {job['name']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- topics / job
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from connectors.topics import ensure_topics
+
+    config = _config(args)
+    for topic, created in ensure_topics(config).items():
+        print(f"{topic}: {'created' if created else 'exists'}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from connectors import flink_cluster
+    from connectors.topics import ensure_topics
+
+    config = _config(args)
+    existing = flink_cluster.running_job(config)
+    if existing:
+        print(f"job {config.job_name} already running: {existing['jid']} (not starting a second instance)")
+        return 0
+    ensure_topics(config)
+    job_id = flink_cluster.submit(config)
+    flink_cluster.wait_for_all_tasks_running(config, job_id)
+    print(f"submitted {config.job_name}: job id {job_id}")
+    print(f"web UI: {config.flink_rest_url}/#/job/{job_id}/overview")
+    return 0
+
+
+def cmd_trends(args: argparse.Namespace) -> int:
+    from connectors.trend_store import print_windows
+
+    config = _config(args)
+    return 0 if print_windows(config.parquet_dir, top=args.top) else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Stack up, sample feeds in, job on the cluster, trends out."""
+    from connectors import flink_cluster, stack
+    from connectors.ingest import run_ingest
+    from connectors.topics import ensure_topics
+    from connectors.trend_store import print_windows, read_latest
+
+    config = _config(args)
+    stack.up(config)
+    ensure_topics(config)
+    print(f"ingesting the bundled sample feeds ({SAMPLE_FEEDS.relative_to(REPO_ROOT)}) into {config.events_topic}")
+    summary = run_ingest(
+        str(SAMPLE_FEEDS),
+        once=True,
+        every_seconds=None,
+        allow_files=True,
+        dry_run=False,
+        bootstrap=config.kafka_bootstrap,
+        topic=config.events_topic,
+        partitions=config.partitions,
+        state_path=str(config.state_dir / "ingest-state.json"),
+    )
+    if summary.exit_code != 0:
+        print("some sample feeds failed to ingest (see above)", file=sys.stderr)
+    job = flink_cluster.running_job(config)
+    if job:
+        print(f"job already running: {job['jid']}")
+    else:
+        job_id = flink_cluster.submit(config)
+        flink_cluster.wait_for_all_tasks_running(config, job_id)
+        print(f"submitted the trends job: {job_id} ({config.flink_rest_url}/#/job/{job_id}/overview)")
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline and read_latest(config.parquet_dir).num_rows == 0:
+        time.sleep(2)
+    print()
+    ok = print_windows(config.parquet_dir, top=args.top)
+    print()
+    print("The stack keeps running (Flink web UI: %s). Stop it with: make down" % config.flink_rest_url)
+    return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from connectors.feed_server import add_serve_feeds_arguments, serve_feeds_command
+    from connectors.ingest import add_generate_arguments, add_ingest_arguments, generate_command, ingest_command
+
+    parser = argparse.ArgumentParser(prog="feedtrends", description="Trending terms from news feeds.")
+    parser.add_argument("--state-dir", help="local stack state (default: $FEEDTRENDS_STATE_DIR or ./.state)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("up", cmd_up, "start the local Kafka broker and Flink cluster (idempotent)")
+    add("down", cmd_down, "stop what `up` started")
+    add("status", cmd_status, "show the stack and its jobs").add_argument("--json", action="store_true")
+    add("topics", cmd_topics, "create the product's Kafka topics if missing")
+    submit = add("submit", cmd_submit, "submit the trends job to the Flink cluster")
+    submit.add_argument("--jobmanager", dest="jobmanager_addr", metavar="HOST:PORT", help="Flink REST address")
+    trends = add("trends", cmd_trends, "print windows and top terms from the Parquet output")
+    trends.add_argument("--top", type=int, default=5)
+    demo = add("demo", cmd_demo, "run everything end to end on the local stack")
+    demo.add_argument("--top", type=int, default=5)
+    demo.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the first trends")
+    add_ingest_arguments(add("ingest", ingest_command, "poll feeds into Kafka"))
+    add_generate_arguments(add("generate", generate_command, "write synthetic events to Kafka"))
+    add_serve_feeds_arguments(add("serve-feeds", serve_feeds_command, "serve feed files over local HTTP"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from connectors.flink_cluster import ClusterError
+    from connectors.stack import StackError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, StackError, ClusterError) as exc:
+        print(f"feedtrends {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

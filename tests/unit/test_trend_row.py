@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from udfs.trend_row import PARQUET_COLUMNS, PARQUET_NULLABLE, PARQUET_PARTITION_COLUMNS, TrendRow, utc_date
+
+ROW = TrendRow(
+    window_start=1_700_000_000_000,
+    window_end=1_700_003_600_000,
+    term="quantum chips",
+    articles=3,
+    feeds=2,
+    baseline=0.333333,
+    score=2.309401,
+    rank=1,
+    revision=2,
+    emitted_at=1_700_003_700_000,
+    examples=("Quantum chips \u00e9", "Second"),
+)
+
+
+def test_key_and_content() -> None:
+    assert ROW.key() == "1700000000000|quantum chips"
+    assert ROW.content() == (
+        1_700_000_000_000,
+        1_700_003_600_000,
+        "quantum chips",
+        3,
+        2,
+        0.333333,
+        2.309401,
+        1,
+        ("Quantum chips \u00e9", "Second"),
+    )
+    other = TrendRow(**{**{f: getattr(ROW, f) for f in ROW.__slots__}, "revision": 9, "emitted_at": 0})
+    assert other.content() == ROW.content() and other != ROW
+
+
+def test_json_is_compact_sorted_and_round_trips() -> None:
+    data = ROW.to_json()
+    obj = json.loads(data)
+    assert data == json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    assert list(obj) == sorted(obj)
+    assert obj["examples"] == ["Quantum chips \u00e9", "Second"]
+    assert "\u00e9".encode() in data  # UTF-8, not \u escapes
+    assert TrendRow.from_json(data) == ROW
+    assert TrendRow.from_json(data.decode()) == ROW
+
+
+def test_null_rank_round_trips() -> None:
+    row = TrendRow(0, 10, "feed:x", 1, 1, 0.0, 1.0, None, 1, 5, ())
+    assert json.loads(row.to_json())["rank"] is None
+    assert TrendRow.from_json(row.to_json()) == row
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(-(2**40), 2**40),
+    st.text(min_size=1, max_size=10),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda x: round(x, 6)),
+    st.one_of(st.none(), st.integers(1, 1000)),
+    st.lists(st.text(max_size=10), max_size=3),
+)
+def test_json_round_trip_property(ws: int, term: str, sc: float, rank: int | None, examples: list[str]) -> None:
+    row = TrendRow(ws, ws + 1, term, 1, 1, 0.5, sc, rank, 1, 0, tuple(examples))
+    assert TrendRow.from_json(row.to_json()) == row
+
+
+@pytest.mark.parametrize(
+    ("ms", "date"),
+    [(0, "1970-01-01"), (-1, "1969-12-31"), (1_700_000_000_000, "2023-11-14"), (86_400_000 - 1, "1970-01-01")],
+)
+def test_utc_date(ms: int, date: str) -> None:
+    assert utc_date(ms) == date
+
+
+_ARROW = {"int64": pa.int64(), "int32": pa.int32(), "double": pa.float64(), "string": pa.string(), "list<string>": pa.list_(pa.string())}
+
+
+def test_parquet_spec_maps_to_arrow_and_matches_records() -> None:
+    names = [name for name, _ in PARQUET_COLUMNS]
+    assert set(names) == set(ROW.__slots__) | {"window_date"}
+    assert PARQUET_NULLABLE <= set(names) and set(PARQUET_PARTITION_COLUMNS) <= set(names)
+    schema = pa.schema([pa.field(n, _ARROW[t], nullable=n in PARQUET_NULLABLE) for n, t in PARQUET_COLUMNS])
+    rows = [ROW, TrendRow(0, 10, "feed:x", 1, 1, 0.0, 1.0, None, 1, 5, ())]
+    table = pa.Table.from_pylist([r.to_parquet_record() for r in rows], schema=schema)
+    assert table.column("window_date").to_pylist() == ["2023-11-14", "1970-01-01"]
+    assert table.column("rank").to_pylist() == [1, None]
+    assert table.column("examples").to_pylist()[0] == list(ROW.examples)
+
+
+def test_values_crossing_operators_pickle() -> None:
+    """PyFlink pickles Python records between operators and PICKLED_BYTE_ARRAY state."""
+    import pickle
+
+    from tests.eventgen import encode, event
+    from udfs.trend import Candidate
+    from udfs.validate import Rejection, parse_event
+    from udfs.windows import add_article
+
+    values = [
+        parse_event(encode(event(tags=["ai"]))),
+        Rejection("missing_field:title", "field absent"),
+        add_article(None, article_id="a", feed_url="f", title="t", published_at=1, k=2),
+        Candidate(1, 1, 0.0, 1.0, ("t",)),
+        ROW,
+    ]
+    for value in values:
+        assert pickle.loads(pickle.dumps(value)) == value

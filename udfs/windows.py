@@ -1,0 +1,144 @@
+"""Tumbling event-time windows: assignment, the per-(window, term) fold, and time rules.
+
+Time rules follow Flink's own event-time conventions so the operators' timers can
+use these numbers directly:
+
+* A window is [start, end); its last timestamp is end - 1.
+* It *fires* when the watermark reaches `fire_time = end - 1` (a watermark W says
+  "no more events with timestamp <= W").
+* It accepts late events until the watermark reaches
+  `cleanup_time = end - 1 + lateness_ms` (Flink's WindowOperator: an element is
+  dropped iff `window.maxTimestamp() + allowedLateness <= currentWatermark`).
+  With lateness 0 a window accepts nothing after it fired.
+* Its term counts are still needed as *baseline history* by the next n windows,
+  so they may be deleted only once the last of those is past its own cleanup time:
+  `expiry_time = cleanup_time(start + n * size)`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+# Flink's watermark before the first watermark arrives (Long.MIN_VALUE).
+NO_WATERMARK = -(2**63)
+# Flink's final watermark at the end of a bounded input (Long.MAX_VALUE).
+MAX_WATERMARK = 2**63 - 1
+
+Example = tuple[int, str, str]  # (published_at, article_id, title)
+
+
+def window_start(ts: int, size_ms: int) -> int:
+    """Start of the tumbling window holding `ts` (floor division, so negative ts work too)."""
+    return ts - ts % size_ms
+
+
+def window_end(start: int, size_ms: int) -> int:
+    """Exclusive end of the window starting at `start`."""
+    return start + size_ms
+
+
+def fire_time(start: int, size_ms: int) -> int:
+    """Watermark at which the window's first result is due (Flink: window.maxTimestamp())."""
+    return start + size_ms - 1
+
+
+def cleanup_time(start: int, size_ms: int, lateness_ms: int) -> int:
+    """Watermark from which events for this window are late beyond lateness."""
+    return start + size_ms - 1 + lateness_ms
+
+
+def expiry_time(start: int, size_ms: int, lateness_ms: int, n: int) -> int:
+    """Watermark from which this window's counts are no longer needed, even as baseline."""
+    return cleanup_time(start + n * size_ms, size_ms, lateness_ms)
+
+
+def expired(window_start: int, watermark: int, size_ms: int, lateness_ms: int, n: int) -> bool:
+    """True once no window can change or be recomputed using this window's counts."""
+    return watermark >= expiry_time(window_start, size_ms, lateness_ms, n)
+
+
+def last_fired_window_start(watermark: int, size_ms: int) -> int:
+    """The latest window start that has fired at `watermark` (every earlier one has too)."""
+    # fired  <=>  start + size - 1 <= watermark  <=>  start <= watermark - size + 1
+    return window_start(watermark - size_ms + 1, size_ms)
+
+
+def classify_lateness(ts: int, watermark: int, size_ms: int, lateness_ms: int) -> tuple[bool, int]:
+    """(is_late, late_by_ms) for an event at `ts` arriving when the watermark is `watermark`.
+
+    Late beyond lateness iff watermark >= cleanup_time(window of ts).  `late_by_ms`
+    is how far the watermark had moved past that cleanup time (0 = arrived exactly
+    as the window's final firing happened); it is negative (time to spare) when
+    not late.  Before the first watermark (NO_WATERMARK) nothing is late.
+    """
+    late_by = watermark - cleanup_time(window_start(ts, size_ms), size_ms, lateness_ms)
+    return late_by >= 0, late_by
+
+
+@dataclass(frozen=True, slots=True)
+class TermWindow:
+    """Aggregate for one (window, term).
+
+    articles  how many distinct articles counted the term in the window
+    feeds     sorted distinct feed_urls those articles came from
+    best      the K smallest (published_at, article_id, title) triples, ascending;
+              kept instead of just titles so that folding stays independent of
+              arrival order (article_id breaks published_at ties; ids are unique
+              after dedup)
+    """
+
+    articles: int
+    feeds: tuple[str, ...]
+    best: tuple[Example, ...]
+
+    @property
+    def examples(self) -> tuple[str, ...]:
+        """Up to K example titles, earliest published first."""
+        return tuple(title for _, _, title in self.best)
+
+    def to_state(self) -> tuple[int, list[str], list[list[object]]]:
+        """Plain lists/ints for operator state that should not pickle a class."""
+        return self.articles, list(self.feeds), [list(e) for e in self.best]
+
+    @classmethod
+    def from_state(cls, state: tuple[int, list[str], list[list[object]]]) -> TermWindow:
+        articles, feeds, best = state
+        return cls(int(articles), tuple(feeds), tuple((int(p), str(a), str(t)) for p, a, t in best))
+
+
+def add_article(
+    agg: TermWindow | None,
+    *,
+    article_id: str,
+    feed_url: str,
+    title: str,
+    published_at: int,
+    k: int,
+) -> TermWindow:
+    """Fold one article into a (window, term) aggregate; the result never depends on arrival order."""
+    if agg is None:
+        return TermWindow(1, (feed_url,), ((published_at, article_id, title),) if k > 0 else ())
+    feeds = agg.feeds
+    i = bisect.bisect_left(feeds, feed_url)
+    if i == len(feeds) or feeds[i] != feed_url:
+        feeds = feeds[:i] + (feed_url,) + feeds[i:]
+    best = agg.best
+    example = (published_at, article_id, title)
+    # Only touch `best` when the new triple beats the current K-th (the common case
+    # for a busy term once its K slots are full is a single comparison).
+    if len(best) < k or (best and example < best[-1]):
+        j = bisect.bisect_left(best, example)
+        best = (best[:j] + (example,) + best[j:])[:k]
+    return TermWindow(agg.articles + 1, feeds, best)
+
+
+def merge(a: TermWindow | None, b: TermWindow | None, k: int) -> TermWindow | None:
+    """Combine two aggregates of disjoint article sets (for pre-aggregation / tests)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    feeds = tuple(sorted(set(a.feeds) | set(b.feeds)))
+    best = tuple(sorted(a.best + b.best)[:k])
+    return TermWindow(a.articles + b.articles, feeds, best)
