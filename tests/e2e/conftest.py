@@ -1,0 +1,57 @@
+"""Tier 3: a real Kafka broker and a real Flink cluster, started for the test session.
+
+The stack runs from a temporary state dir on free loopback ports, so it never
+touches a developer's own `feedtrends up` stack; it is stopped (by pid) at the end
+of the session, also when tests fail.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from feedtrends.config import Config, load_config
+from tests.conftest import free_ports
+
+
+def stack_config(state_dir, **overrides) -> Config:
+    kafka, controller, rest, rpc = free_ports(4)
+    settings = {
+        "state_dir": str(state_dir),
+        "kafka_port": kafka,
+        "kafka_controller_port": controller,
+        "flink_rest_port": rest,
+        "flink_rpc_port": rpc,
+    }
+    settings.update(overrides)
+    return load_config(settings, env={})
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    from connectors import stack as local_stack
+
+    config = stack_config(tmp_path_factory.mktemp("stack"))
+    try:
+        local_stack.up(config, echo=lambda line: None)
+        yield config
+    finally:
+        local_stack.down(config, echo=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack: Config) -> str:
+    return stack.kafka_bootstrap
+
+
+@pytest.fixture()
+def unique_topics(stack: Config) -> Iterator[dict[str, str]]:
+    """Fresh uuid-named topic names for one test; deleted afterwards."""
+    from connectors.topics import delete_topics
+
+    suffix = uuid.uuid4().hex[:10]
+    names = {kind: f"{kind}-{suffix}" for kind in ("events", "trends", "dlq", "late")}
+    yield names
+    delete_topics(stack, list(names.values()))
