@@ -123,17 +123,17 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def running_pid(pid_file: Path, marker: str) -> int | None:
+def running_pid(pid_file: Path, *markers: str) -> int | None:
     """The pid in `pid_file` if that process is alive and is ours.
 
-    The marker (a path under our state dir that appears on the command line)
-    guards against a recycled pid that now belongs to somebody else.
+    A marker (e.g. a path under our state dir) must appear on its command line:
+    that guards against a recycled pid that now belongs to somebody else.
     """
     pid = _read_pid(pid_file)
     if pid is None:
         return None
     cmd = _cmdline(pid)
-    if not cmd or marker not in cmd:
+    if not cmd or not any(marker in cmd for marker in markers):
         return None
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -374,6 +374,11 @@ def assemble_flink_lib(config: Config) -> Path:
     return paths.flink_lib
 
 
+def _flink_markers(paths: StackPaths, role: str) -> tuple[str, str]:
+    # Until the launcher script execs java, only the script's path is on its command line.
+    return str(paths.flink_conf), str(pyflink_home() / "bin" / f"{role}.sh")
+
+
 def _flink_script(name: str) -> list[str]:
     # The pip wheel does not keep the scripts' exec bit; run them with bash.
     return ["bash", str(pyflink_home() / "bin" / name)]
@@ -397,10 +402,9 @@ def start_flink(config: Config) -> dict[str, str]:
     assemble_flink_lib(config)
     paths.flink_log.mkdir(parents=True, exist_ok=True)
     env = flink_env(config)
-    marker = str(paths.flink_conf)
     result = {}
     for role, script in (("jobmanager", "jobmanager.sh"), ("taskmanager", "taskmanager.sh")):
-        if running_pid(paths.pid_file(role), marker):
+        if running_pid(paths.pid_file(role), *_flink_markers(paths, role)):
             result[role] = "already running"
             continue
         _spawn(
@@ -453,7 +457,7 @@ def up(config: Config, *, timeout_s: float = 120.0, echo: Callable[[str], None] 
 
     def flink_ready() -> bool:
         for role in ("jobmanager", "taskmanager"):
-            if not running_pid(paths.pid_file(role), str(paths.flink_conf)):
+            if not running_pid(paths.pid_file(role), *_flink_markers(paths, role)):
                 raise StackError(f"Flink {role} exited during start; see {paths.log_file(role)}")
         overview = _flink_overview(config)
         if not overview:
@@ -472,13 +476,13 @@ def up(config: Config, *, timeout_s: float = 120.0, echo: Callable[[str], None] 
 def down(config: Config, *, echo: Callable[[str], None] = print) -> None:
     paths = StackPaths(config.state_dir)
     markers = {
-        "taskmanager": str(paths.flink_conf),
-        "jobmanager": str(paths.flink_conf),
-        "kafka": str(paths.kafka / "server.properties"),
+        "taskmanager": _flink_markers(paths, "taskmanager"),
+        "jobmanager": _flink_markers(paths, "jobmanager"),
+        "kafka": (str(paths.kafka / "server.properties"),),
     }
     # TaskManager first, so running jobs fail over cleanly instead of losing their JobManager mid-checkpoint.
-    for role, marker in markers.items():
-        pid = running_pid(paths.pid_file(role), marker)
+    for role, role_markers in markers.items():
+        pid = running_pid(paths.pid_file(role), *role_markers)
         if pid is None:
             echo(f"{role}: not running")
         else:
@@ -489,11 +493,10 @@ def down(config: Config, *, echo: Callable[[str], None] = print) -> None:
 
 def status(config: Config) -> dict:
     paths = StackPaths(config.state_dir)
-    marker_flink = str(paths.flink_conf)
     procs = {
         "kafka": running_pid(paths.pid_file("kafka"), str(paths.kafka / "server.properties")),
-        "jobmanager": running_pid(paths.pid_file("jobmanager"), marker_flink),
-        "taskmanager": running_pid(paths.pid_file("taskmanager"), marker_flink),
+        "jobmanager": running_pid(paths.pid_file("jobmanager"), *_flink_markers(paths, "jobmanager")),
+        "taskmanager": running_pid(paths.pid_file("taskmanager"), *_flink_markers(paths, "taskmanager")),
     }
     overview = _flink_overview(config) if procs["jobmanager"] else None
     jobs: list[dict] = []

@@ -1,0 +1,60 @@
+# feedtrends: two commands do all the set-up on a fresh machine:
+#   make demo    local Kafka + Flink, sample feeds in, trends out
+#   make test    unit, integration (MiniCluster) and e2e (real broker + cluster) tests
+#
+# Needs: python3.11, Java 17, Maven.  Everything else comes from PyPI and Maven Central.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+VENV_STAMP := $(VENV)/.installed
+JARS_STAMP := .cache/jars/.resolved
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: help install jars up down status demo test test-unit test-integration test-e2e clean
+
+help:
+	@echo "make demo | test | up | down | status | test-unit | test-integration | test-e2e | clean"
+
+# The virtual environment, with the project installed in editable mode (the
+# Flink workers import jobs/, udfs/, connectors/ from it).
+$(VENV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+# Connector jars and the Kafka broker, resolved by Maven into the git-ignored cache.
+$(JARS_STAMP): pom.xml
+	mvn --batch-mode --quiet -P flink-jars dependency:copy-dependencies
+	mvn --batch-mode --quiet -P kafka-broker dependency:copy-dependencies
+	touch $@
+
+install: $(VENV_STAMP) $(JARS_STAMP)
+jars: $(JARS_STAMP)
+
+up: install
+	$(BIN)/feedtrends up
+
+down:
+	@if [ -x $(BIN)/feedtrends ]; then $(BIN)/feedtrends down; else echo "nothing to stop (no $(VENV))"; fi
+
+status: install
+	$(BIN)/feedtrends status
+
+demo: install
+	$(BIN)/feedtrends demo
+
+test: install
+	$(PYTEST) tests
+
+test-unit: install
+	$(PYTEST) tests/unit
+
+test-integration: install
+	$(PYTEST) tests/integration
+
+test-e2e: install
+	$(PYTEST) tests/e2e
+
+clean: down
+	rm -rf $(VENV) .cache .state .pytest_cache .hypothesis
