@@ -10,14 +10,15 @@ the injected bad and late events.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import time
-import zlib
 
 import pyarrow.parquet as pq
 import pytest
 
 from connectors import flink_cluster
+from connectors.ingest import run_generate
 from connectors.topics import ensure_topics
 from connectors.trend_store import read_kafka_rows, read_parquet
 from tests.eventgen import encode, event
@@ -67,6 +68,25 @@ def _produce(bootstrap: str, topic: str, records) -> list[tuple[int, int, int, b
     return out
 
 
+def _in_production_order(messages, values_in_order: list[bytes]) -> list[tuple[int, int, int, bytes]]:
+    """Merge the partitions back into the order the records were produced (the oracle's input order)."""
+    queues: dict[int, list] = {}
+    for m in sorted(messages, key=lambda m: (m.partition, m.offset)):
+        queues.setdefault(m.partition, []).append(m)
+    heads = dict.fromkeys(queues, 0)
+    out = []
+    for value in values_in_order:
+        for partition, queue in queues.items():
+            if heads[partition] < len(queue) and queue[heads[partition]].value == value:
+                m = queue[heads[partition]]
+                heads[partition] += 1
+                out.append((m.partition, m.offset, m.timestamp, m.value))
+                break
+        else:
+            raise AssertionError("a produced record is missing from the topic")
+    return out
+
+
 def _latest(rows: list[dict]) -> dict[str, tuple]:
     best: dict[str, TrendRow] = {}
     for obj in rows:
@@ -105,21 +125,27 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
     )
     ensure_topics(config)
 
-    synthetic, injected = generate(
-        GeneratorConfig(count=400, seed=5, rate=0.02, duplicates=0.2, out_of_order=0.1, late=0.03, malformed=0.03)
+    # The events come in through `feedtrends generate` (keyed by article id, record
+    # timestamp = published_at), as a user would load them.
+    generator = GeneratorConfig(count=400, seed=5, rate=0.02, duplicates=0.2, out_of_order=0.1, late=0.03, malformed=0.03)
+    synthetic, injected = generate(generator)
+    summary = run_generate(
+        generator, bootstrap=config.kafka_bootstrap, topic=config.events_topic, partitions=2, err=io.StringIO()
     )
-    # Keyed records go where Kafka's key hashing would put them (all copies of an
-    # article in one partition); unkeyed bad records alternate.
-    planned = [
-        ((zlib.crc32(r.key) if r.key else i) % 2, r.key, r.timestamp_ms, r.value) for i, r in enumerate(synthetic)
-    ]
+    assert summary.delivered == len(synthetic)
     # One valid sentinel per partition, far ahead, moves both watermarks past every
     # data window so each window's final revision is emitted.
     sentinel_ts = max(r.timestamp_ms for r in synthetic) + 10 * HOUR
+    sentinels = []
     for p in (0, 1):
         obj = event(f"url:sentinel-{p}", title=f"sentinel {p}", published_at=sentinel_ts)
-        planned.append((p, obj["article_id"].encode(), sentinel_ts, encode(obj)))
-    records = _produce(config.kafka_bootstrap, config.events_topic, planned)
+        sentinels.append((p, obj["article_id"].encode(), sentinel_ts, encode(obj)))
+    _produce(config.kafka_bootstrap, config.events_topic, sentinels)
+    records = _in_production_order(
+        _consume(config.kafka_bootstrap, config.events_topic, "read_uncommitted"),
+        [r.value for r in synthetic] + [s[3] for s in sentinels],
+    )
+    assert len(records) == len(synthetic) + 2
 
     expected = run_oracle(records, oracle_params(config))
     cutoff = window_start(sentinel_ts, config.window_ms)
