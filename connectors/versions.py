@@ -1,0 +1,87 @@
+"""Output versions: where the trends of the current (and older) job versions live.
+
+A replay rebuilds the trends from the earliest offset into a *new* version: its
+own Kafka topic (`<trends_topic>-v<N>`) and Parquet directory (`<parquet_dir>-v<N>`),
+so the live version stays readable while the new one catches up.  The registry is a
+small JSON file in the state dir; `query` reads the version marked current.
+
+Without a registry (a fresh deployment) there is one implicit version, "v1",
+using `trends_topic` and `parquet_dir` as configured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from feedtrends.config import Config
+
+REGISTRY_NAME = "versions.json"
+
+
+@dataclass(frozen=True)
+class OutputVersion:
+    name: str  # "v1", "v2", ...
+    trends_topic: str
+    parquet_dir: Path
+    job_name: str
+    transactional_id_prefix: str
+    state: str = "live"  # "live" | "building" | "retired"
+
+
+def _registry_path(config: Config) -> Path:
+    return config.state_dir / REGISTRY_NAME
+
+
+def default_version(config: Config) -> OutputVersion:
+    return OutputVersion(
+        "v1", config.trends_topic, config.parquet_dir, config.job_name, config.transactional_id_prefix
+    )
+
+
+def load_versions(config: Config) -> tuple[str, dict[str, OutputVersion]]:
+    """(name of the current version, all versions by name)."""
+    path = _registry_path(config)
+    if not path.exists():
+        v = default_version(config)
+        return v.name, {v.name: v}
+    data = json.loads(path.read_text())
+    versions = {
+        name: OutputVersion(**{**raw, "parquet_dir": Path(raw["parquet_dir"])}) for name, raw in data["versions"].items()
+    }
+    return data["current"], versions
+
+
+def current_version(config: Config) -> OutputVersion:
+    current, versions = load_versions(config)
+    return versions[current]
+
+
+def save_versions(config: Config, current: str, versions: dict[str, OutputVersion]) -> None:
+    """Write atomically: a reader never sees half a registry."""
+    path = _registry_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "current": current,
+        "versions": {name: {**asdict(v), "parquet_dir": str(v.parquet_dir)} for name, v in versions.items()},
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def next_version(config: Config) -> OutputVersion:
+    """The version a replay would build next (not registered yet)."""
+    _, versions = load_versions(config)
+    number = 1 + max(int(name[1:]) for name in versions)
+    name = f"v{number}"
+    return OutputVersion(
+        name,
+        f"{config.trends_topic}-{name}",
+        config.parquet_dir.with_name(f"{config.parquet_dir.name}-{name}"),
+        f"{config.job_name}-{name}",
+        f"{config.transactional_id_prefix}-{name}",
+        state="building",
+    )
