@@ -43,6 +43,10 @@ def list_jobs(config: Config) -> list[dict]:
     return _rest(config, "/jobs/overview").get("jobs", [])
 
 
+def free_slots(config: Config) -> int:
+    return int(_rest(config, "/overview").get("slots-available", 0))
+
+
 def running_job(config: Config, name: str | None = None) -> dict | None:
     """The running (or starting) job with this name, if any."""
     name = name or config.job_name
@@ -120,3 +124,121 @@ def submit(config: Config, *, job: Path = TRENDS_JOB, savepoint: str | None = No
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         raise ClusterError(f"`flink run` failed (exit {proc.returncode}):\n{tail}")
     return match.group(1)
+
+
+# --------------------------------------------------------------------------- journal, restore points
+
+COUNTERS = ("events_in", "dead_letters", "duplicates", "late_beyond_lateness", "rows_out")
+
+
+def _journal_path(config: Config) -> Path:
+    return config.state_dir / "jobs.json"
+
+
+def _load_journal(config: Config) -> dict:
+    path = _journal_path(config)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_journal(config: Config, journal: dict) -> None:
+    path = _journal_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(journal, indent=2))
+    tmp.replace(path)
+
+
+def record_job(config: Config, job_id: str, *, restored_from: str | None) -> None:
+    """Remember which job ids ran under which name: checkpoints are stored per job id."""
+    journal = _load_journal(config)
+    journal[job_id] = {
+        "name": config.job_name,
+        "submitted_at": int(time.time() * 1000),
+        "restored_from": restored_from,
+        "savepoints": [],
+    }
+    _save_journal(config, journal)
+
+
+def record_savepoint(config: Config, job_id: str, location: str) -> None:
+    journal = _load_journal(config)
+    journal.setdefault(job_id, {"name": config.job_name, "savepoints": []})["savepoints"].append(location)
+    _save_journal(config, journal)
+
+
+def _local_path(location: str) -> Path:
+    """`file:/a/b` or `file:///a/b` -> /a/b."""
+    if location.startswith("file:"):
+        return Path("/" + location[len("file:"):].lstrip("/"))
+    return Path(location)
+
+
+def restore_points(config: Config, job_name: str | None = None) -> list[tuple[float, str, str]]:
+    """(time, kind, path) of every retained checkpoint and savepoint of this job name, oldest first."""
+    name = job_name or config.job_name
+    found: list[tuple[float, str, str]] = []
+    for job_id, entry in _load_journal(config).items():
+        if entry.get("name") != name:
+            continue
+        for chk in (config.state_dir / "checkpoints" / job_id).glob("chk-*/_metadata"):
+            found.append((chk.stat().st_mtime, "checkpoint", str(chk.parent)))
+        for location in entry.get("savepoints", []):
+            meta = _local_path(location) / "_metadata"
+            if meta.exists():
+                found.append((meta.stat().st_mtime, "savepoint", str(_local_path(location))))
+    return sorted(found)
+
+
+def latest_restore_point(config: Config, job_name: str | None = None) -> tuple[str, str] | None:
+    points = restore_points(config, job_name)
+    return (points[-1][1], points[-1][2]) if points else None
+
+
+# --------------------------------------------------------------------------- stop, checkpoints, metrics
+
+
+def stop_with_savepoint(config: Config, job_id: str, timeout_s: float = 180.0) -> str:
+    """Stop-with-savepoint (no drain: windows stay open in the savepoint); returns its location."""
+    target = (config.state_dir / "savepoints").as_uri()
+    trigger = _rest(config, f"/jobs/{job_id}/stop", method="POST", body={"drain": False, "targetDirectory": target})
+    request_id = trigger["request-id"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = _rest(config, f"/jobs/{job_id}/savepoints/{request_id}")
+        if status["status"]["id"] == "COMPLETED":
+            operation = status.get("operation", {})
+            if "failure-cause" in operation:
+                cause = operation["failure-cause"].get("stack-trace", "").strip().splitlines()[:1]
+                raise ClusterError(f"savepoint failed: {cause[0] if cause else 'unknown cause'}")
+            location = operation["location"]
+            record_savepoint(config, job_id, location)
+            wait_for_state(config, job_id, {"FINISHED", "CANCELED"}, timeout_s=60)
+            return location
+        time.sleep(1.0)
+    raise ClusterError(f"savepoint of job {job_id} not done after {timeout_s:.0f}s")
+
+
+def last_checkpoint(config: Config, job_id: str) -> dict | None:
+    completed = (_rest(config, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed")
+    if not completed:
+        return None
+    return {
+        "id": completed["id"],
+        "path": completed.get("external_path"),
+        "completed_at": completed.get("latest_ack_timestamp"),
+        "duration_ms": completed.get("end_to_end_duration"),
+    }
+
+
+def job_counters(config: Config, job_id: str) -> dict[str, int]:
+    """The job's own counters (summed over subtasks), as Flink reports them."""
+    totals = dict.fromkeys(COUNTERS, 0)
+    for vertex in job_details(config, job_id).get("vertices", []):
+        base = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
+        names = [m["id"] for m in _rest(config, base)]
+        wanted = [n for n in names if n.rsplit(".", 1)[-1] in COUNTERS]
+        if not wanted:
+            continue
+        for metric in _rest(config, f"{base}?get={','.join(wanted)}&agg=sum"):
+            totals[metric["id"].rsplit(".", 1)[-1]] += int(float(metric.get("sum", 0)))
+    return totals

@@ -84,7 +84,12 @@ class KafkaRecordSource:
     """Reads `config.events_topic` from the earliest offset (a restored job continues from its checkpoint)."""
 
     config: Config
-    group_id: str = "feedtrends-trends"
+
+    @property
+    def group_id(self) -> str:
+        # Offsets are committed to this group on every checkpoint: `status` reads
+        # the lag from it (the job's progress lives in its checkpoints, not here).
+        return self.config.job_name
 
     @property
     def parallelism(self) -> int:

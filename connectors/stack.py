@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -305,7 +306,11 @@ def start_kafka(config: Config) -> str:
         # KRaft storage is formatted once; the data then survives down/up.
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         fmt = subprocess.run(
-            _kafka_java(config, paths, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props_file)),
+            _kafka_java(
+                config, paths, "kafka.tools.StorageTool", "format",
+                # "=" form: a random id may start with "-", which argparse would take for an option.
+                f"--cluster-id={cluster_id}", f"--config={props_file}",
+            ),
             capture_output=True,
             text=True,
             timeout=120,
@@ -324,6 +329,20 @@ def start_kafka(config: Config) -> str:
 # --------------------------------------------------------------------------- flink
 
 
+def python_worker_settings() -> dict[str, str]:
+    """Run the job's Python with this interpreter and its packages.
+
+    In thread mode the TaskManager embeds CPython (pemja), which starts from the
+    base installation's prefix, not the virtual environment's: without
+    `python.pythonpath` it would not find pyflink, pemja or our packages.
+    """
+    return {
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        "python.pythonpath": sysconfig.get_paths()["purelib"],
+    }
+
+
 def render_flink_conf(config: Config) -> Path:
     """Write the runtime conf dir: the repo's config.yaml plus this stack's paths and ports."""
     paths = StackPaths(config.state_dir)
@@ -339,12 +358,9 @@ def render_flink_conf(config: Config) -> Path:
             "env.log.dir": str(paths.flink_log),
             "env.pid.dir": str(paths.flink),
             "web.tmpdir": str(paths.flink / "tmp" / "web"),
-            # The workers run the job's Python with the same interpreter (and
-            # packages) as the client that submitted it.
-            "python.executable": sys.executable,
-            "python.client.executable": sys.executable,
         }
     )
+    conf.update(python_worker_settings())
     (paths.flink / "tmp").mkdir(parents=True, exist_ok=True)
     (paths.flink_conf / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=True))
     # Logging configs come with PyFlink's distribution.

@@ -44,3 +44,41 @@ def delete_topics(config: Config, names: list[str]) -> None:
             admin.delete_topics(present)
     finally:
         admin.close()
+
+
+def consumer_lag(config: Config, group_id: str, topic: str) -> dict[int, dict[str, int | None]]:
+    """Per partition: end offset, the group's committed offset (None: nothing committed yet), lag."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, request_timeout_ms=15000)
+    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, enable_auto_commit=False)
+    try:
+        committed = admin.list_group_offsets(group_id).get(group_id, {})
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        ends = consumer.end_offsets(tps) if tps else {}
+        out: dict[int, dict[str, int | None]] = {}
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else None
+            out[tp.partition] = {
+                "end": ends[tp],
+                "committed": done,
+                "lag": ends[tp] - (done or 0),
+            }
+        return out
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def end_offsets(config: Config, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        return {tp.partition: offset for tp, offset in (consumer.end_offsets(tps) if tps else {}).items()}
+    finally:
+        consumer.close()

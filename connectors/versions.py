@@ -11,6 +11,7 @@ using `trends_topic` and `parquet_dir` as configured.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -28,7 +29,9 @@ class OutputVersion:
     parquet_dir: Path
     job_name: str
     transactional_id_prefix: str
-    state: str = "live"  # "live" | "building" | "retired"
+    dlq_topic: str
+    late_topic: str
+    state: str = "live"  # "live" | "building"
 
 
 def _registry_path(config: Config) -> Path:
@@ -37,7 +40,13 @@ def _registry_path(config: Config) -> Path:
 
 def default_version(config: Config) -> OutputVersion:
     return OutputVersion(
-        "v1", config.trends_topic, config.parquet_dir, config.job_name, config.transactional_id_prefix
+        "v1",
+        config.trends_topic,
+        config.parquet_dir,
+        config.job_name,
+        config.transactional_id_prefix,
+        config.dlq_topic,
+        config.late_topic,
     )
 
 
@@ -83,5 +92,20 @@ def next_version(config: Config) -> OutputVersion:
         config.parquet_dir.with_name(f"{config.parquet_dir.name}-{name}"),
         f"{config.job_name}-{name}",
         f"{config.transactional_id_prefix}-{name}",
+        f"{config.dlq_topic}-{name}",
+        f"{config.late_topic}-{name}",
         state="building",
+    )
+
+
+def config_for(config: Config, version: OutputVersion) -> Config:
+    """The config a job of `version` runs with: its own topics, Parquet dir, name and transactions."""
+    return dataclasses.replace(
+        config,
+        trends_topic=version.trends_topic,
+        parquet_dir=version.parquet_dir,
+        job_name=version.job_name,
+        transactional_id_prefix=version.transactional_id_prefix,
+        dlq_topic=version.dlq_topic,
+        late_topic=version.late_topic,
     )

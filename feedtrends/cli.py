@@ -5,7 +5,9 @@
     feedtrends generate ...                     synthetic events into Kafka
     feedtrends serve-feeds DIR                  a local HTTP server for feed files
     feedtrends topics                           create the product's topics
-    feedtrends submit                           submit the trends job (flink run -py)
+    feedtrends submit | stop [--savepoint] | resume [SAVEPOINT]
+                                                run the trends job on the cluster
+    feedtrends replay [--bounded] | versions    rebuild into a new output version
     feedtrends trends [--limit N]               print the windows and top terms from Parquet
     feedtrends demo                             everything above, end to end
 
@@ -52,21 +54,6 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from connectors import stack
-
-    info = stack.status(_config(args))
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    print(f"kafka:  {'ready' if info['kafka_ready'] else 'running' if info['kafka_running'] else 'down'}  {info['kafka_bootstrap']}")
-    flink = f"{info['taskmanagers']} taskmanager(s), {info['slots_available']}/{info['slots_total']} slots free"
-    print(f"flink:  {'up' if info['flink_running'] else 'down'}  {info['flink_rest_url']}  {flink if info['flink_running'] else ''}")
-    for job in info["jobs"]:
-        print(f"job:    {job['id']}  {job['state']:<10} {job['name']}")
-    return 0
-
-
 # --------------------------------------------------------------------------- topics / job
 
 
@@ -76,23 +63,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
     config = _config(args)
     for topic, created in ensure_topics(config).items():
         print(f"{topic}: {'created' if created else 'exists'}")
-    return 0
-
-
-def cmd_submit(args: argparse.Namespace) -> int:
-    from connectors import flink_cluster
-    from connectors.topics import ensure_topics
-
-    config = _config(args)
-    existing = flink_cluster.running_job(config)
-    if existing:
-        print(f"job {config.job_name} already running: {existing['jid']} (not starting a second instance)")
-        return 0
-    ensure_topics(config)
-    job_id = flink_cluster.submit(config)
-    flink_cluster.wait_for_all_tasks_running(config, job_id)
-    print(f"submitted {config.job_name}: job id {job_id}")
-    print(f"web UI: {config.flink_rest_url}/#/job/{job_id}/overview")
     return 0
 
 
@@ -107,6 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Stack up, sample feeds in, job on the cluster, trends out."""
     from connectors import flink_cluster, stack
     from connectors.ingest import run_ingest
+    from feedtrends import operations
     from connectors.topics import ensure_topics
     from connectors.trend_store import print_windows, read_latest
 
@@ -131,9 +102,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if job:
         print(f"job already running: {job['jid']}")
     else:
-        job_id = flink_cluster.submit(config)
-        flink_cluster.wait_for_all_tasks_running(config, job_id)
-        print(f"submitted the trends job: {job_id} ({config.flink_rest_url}/#/job/{job_id}/overview)")
+        operations.submit(config)
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline and read_latest(config.parquet_dir).num_rows == 0:
         time.sleep(2)
@@ -149,6 +118,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from connectors.feed_server import add_serve_feeds_arguments, serve_feeds_command
+    from feedtrends.operations import add_operations_arguments
+    from feedtrends.query_cli import add_query_arguments
     from connectors.ingest import add_generate_arguments, add_ingest_arguments, generate_command, ingest_command
 
     parser = argparse.ArgumentParser(prog="feedtrends", description="Trending terms from news feeds.")
@@ -162,10 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("up", cmd_up, "start the local Kafka broker and Flink cluster (idempotent)")
     add("down", cmd_down, "stop what `up` started")
-    add("status", cmd_status, "show the stack and its jobs").add_argument("--json", action="store_true")
     add("topics", cmd_topics, "create the product's Kafka topics if missing")
-    submit = add("submit", cmd_submit, "submit the trends job to the Flink cluster")
-    submit.add_argument("--jobmanager", dest="jobmanager_addr", metavar="HOST:PORT", help="Flink REST address")
+    add_operations_arguments(sub, _config)
     trends = add("trends", cmd_trends, "print windows and top terms from the Parquet output")
     trends.add_argument("--top", type=int, default=5)
     demo = add("demo", cmd_demo, "run everything end to end on the local stack")
@@ -174,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest_arguments(add("ingest", ingest_command, "poll feeds into Kafka"))
     add_generate_arguments(add("generate", generate_command, "write synthetic events to Kafka"))
     add_serve_feeds_arguments(add("serve-feeds", serve_feeds_command, "serve feed files over local HTTP"))
+    add_query_arguments(sub)
     return parser
 
 

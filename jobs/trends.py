@@ -27,7 +27,6 @@ from pyflink.datastream import (
     DataStream,
     KeyedProcessFunction,
     OutputTag,
-    ProcessFunction,
     RuntimeContext,
     StreamExecutionEnvironment,
 )
@@ -44,6 +43,7 @@ from udfs.trend_row import TrendRow, utc_date
 from udfs.validate import Rejection, parse_event
 from udfs.windows import (
     add_article,
+    bounded_watermark,
     classify_lateness,
     cleanup_time,
     expiry_time,
@@ -59,22 +59,29 @@ DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
 LATE_TAG = OutputTag("late-events", SIDE_TYPE)
 
 
-class ParseValidate(ProcessFunction):
-    """Raw record -> (Article, topic, partition, offset, watermark); bad input -> DLQ with the reason.
+class ParseValidate(KeyedProcessFunction):
+    """Keyed by Kafka partition: raw record -> (Article, topic, partition, offset, watermark).
 
-    The watermark this operator saw before the record travels with it.  PyFlink
-    hands a keyed Python function a stale watermark while a bundle is in flight,
-    whereas this non-keyed function sees the current one; and the downstream
-    operators' watermark can only be behind this one, so deciding lateness and
-    "already fired" on it never finds a window already cleaned up downstream.
+    Bad input goes to the DLQ with the reason.  `watermark` is this partition's
+    own bounded-out-of-orderness watermark before the record, made from the valid
+    events' `published_at` and kept in keyed state, so it survives a restart.
+    Lateness is decided on it: Flink's own watermark starts again from nothing
+    after a restore, and PyFlink hands keyed Python functions a watermark that
+    lags while a bundle is open; either would let a late event through after a
+    failure, which the run without failure had rejected.  Downstream watermarks are
+    never ahead of it, so a window judged still open here is still open there.
     """
 
+    def __init__(self, config: Config):
+        self.out_of_orderness_ms = config.out_of_orderness_ms
+
     def open(self, runtime_context: RuntimeContext) -> None:
+        self.max_published_at = runtime_context.get_state(ValueStateDescriptor("max_published_at", Types.LONG()))
         metrics = runtime_context.get_metrics_group()
         self.events_in = metrics.counter("events_in")
         self.dead_letters = metrics.counter("dead_letters")
 
-    def process_element(self, record, ctx: ProcessFunction.Context) -> Iterator:
+    def process_element(self, record, ctx: KeyedProcessFunction.Context) -> Iterator:
         value, topic, partition, offset = record
         self.events_in.inc()
         parsed = parse_event(value)
@@ -84,7 +91,11 @@ class ParseValidate(ProcessFunction):
                 None, dlq_record(value, parsed.reason, topic, partition, offset, detail=parsed.detail).decode()
             )
             return
-        yield parsed, topic, partition, offset, ctx.timer_service().current_watermark()
+        max_ts = self.max_published_at.value()
+        watermark = bounded_watermark(max_ts, self.out_of_orderness_ms)
+        if max_ts is None or parsed.published_at > max_ts:
+            self.max_published_at.update(parsed.published_at)
+        yield parsed, topic, partition, offset, watermark
 
 
 class Dedup(KeyedProcessFunction):
@@ -106,6 +117,13 @@ class Dedup(KeyedProcessFunction):
             StateTtlConfig.new_builder(Time.milliseconds(self.ttl_ms))
             .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
             .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            # The RocksDB compaction-filter cleanup, named explicitly instead of
+            # left as the background default: PyFlink builds that default with a
+            # py4j call, which fails inside a TaskManager running Python in thread
+            # mode (there is no gateway there).  The embedded runtime reads only
+            # the entry count; the compaction period is a plain-Python placeholder.
+            .disable_cleanup_in_background()
+            .cleanup_in_rocksdb_compact_filter(1000, Time.days(30))
             .build()
         )
         seen = ValueStateDescriptor("seen", Types.BOOLEAN())
@@ -273,12 +291,13 @@ def build(
     records = source(env, t_env)
 
     # -> (Article, topic, partition, offset, watermark)
-    # At the source's parallelism, chained to it: a partition's records keep their order.
+    # Keyed by partition: a partition's records keep their order, and its watermark state.
     parsed = (
-        records.process(ParseValidate())
+        records.key_by(lambda r: r[2], key_type=Types.INT())
+        .process(ParseValidate(config))
         .name("parse-validate")
         .uid("parse-validate")
-        .set_parallelism(source.parallelism)
+        .set_parallelism(p)
     )
 
     # -> (Article, watermark): first copy only, not late beyond lateness

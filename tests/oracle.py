@@ -52,6 +52,9 @@ class TrendParams:
     k: int = 3
     max_terms: int = DEFAULT_MAX_TERMS
     watermark_source: WatermarkSource = "valid_events"
+    # "partition": each Kafka partition has its own watermark (what the job uses to
+    # decide lateness); "global": one watermark over the merged order.
+    watermark_scope: Literal["global", "partition"] = "global"
 
 
 @dataclass
@@ -83,11 +86,12 @@ class Watermark:
 def accept_articles(records: Iterable[Record], params: TrendParams) -> tuple[OracleResult, list[Article]]:
     """Validate, dedup and lateness-check records in order; return side outputs and survivors."""
     result = OracleResult()
-    watermark = Watermark(params.out_of_orderness_ms)
+    watermarks: dict[int, Watermark] = defaultdict(lambda: Watermark(params.out_of_orderness_ms))
     seen: dict[str, bool] = {}
     accepted: list[Article] = []
     for partition, offset, timestamp_ms, value in records:
         where = (partition, offset)
+        watermark = watermarks[partition if params.watermark_scope == "partition" else -1]
         current = watermark.current
         parsed = parse_event(value)
         if params.watermark_source == "all_records":

@@ -64,6 +64,13 @@ def last_fired_window_start(watermark: int, size_ms: int) -> int:
     return window_start(watermark - size_ms + 1, size_ms)
 
 
+def bounded_watermark(max_timestamp: int | None, out_of_orderness_ms: int) -> int:
+    """Watermark after events up to `max_timestamp`: Flink's BoundedOutOfOrderness formula."""
+    if max_timestamp is None:
+        return NO_WATERMARK
+    return max_timestamp - out_of_orderness_ms - 1
+
+
 def classify_lateness(ts: int, watermark: int, size_ms: int, lateness_ms: int) -> tuple[bool, int]:
     """(is_late, late_by_ms) for an event at `ts` arriving when the watermark is `watermark`.
 
