@@ -379,7 +379,12 @@ def assemble_flink_lib(config: Config) -> Path:
     if not any(j.name.startswith("flink-sql-connector-kafka") for j in extra):
         raise StackError(f"Flink connector jars missing in {config.jars_dir / 'flink'}: run `make jars`")
     paths.flink_lib.mkdir(parents=True, exist_ok=True)
-    wanted = {j.name: j for j in sorted((pyflink_home() / "lib").glob("*.jar")) + extra}
+    # flink-python in lib/ (not only shipped with each job): PyFlink's thread mode
+    # embeds CPython through pemja, which can load libpython for one class loader
+    # per JVM only; loaded per job, the second job on a TaskManager fails
+    # (FLINK-37727).  flink-conf makes `pemja.` load parent-first for the same reason.
+    python_jar = sorted((pyflink_home() / "opt").glob("flink-python-*.jar"))
+    wanted = {j.name: j for j in sorted((pyflink_home() / "lib").glob("*.jar")) + python_jar + extra}
     for existing in paths.flink_lib.iterdir():
         if existing.name not in wanted or existing.resolve() != wanted[existing.name].resolve():
             existing.unlink()
