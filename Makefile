@@ -11,7 +11,7 @@ VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/jars/.resolved
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help install jars up down status demo test test-unit test-integration test-e2e clean
+.PHONY: help install jars up down status demo test test-unit test-integration test-e2e test-faults clean
 
 help:
 	@echo "make demo | test | up | down | status | test-unit | test-integration | test-e2e | clean"
@@ -55,6 +55,9 @@ test-integration: install
 
 test-e2e: install
 	$(PYTEST) tests/e2e
+
+test-faults: install
+	$(PYTEST) tests/faults
 
 clean: down
 	rm -rf $(VENV) .cache .state .pytest_cache .hypothesis

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors import flink_cluster
+from feedtrends import operations
 from connectors.ingest import run_generate
 from connectors.topics import ensure_topics
 from connectors.trend_store import read_kafka_rows, read_parquet
@@ -66,6 +67,21 @@ def _produce(bootstrap: str, topic: str, records) -> list[tuple[int, int, int, b
         out.append((meta.partition, meta.offset, ts, value))
     producer.close()
     return out
+
+
+def _prometheus_text_with(needle: str) -> str:
+    """The /metrics text of the Flink process whose exposition mentions `needle` (ports 9249-9260)."""
+    import urllib.request
+
+    for port in range(9249, 9261):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        if needle in text:
+            return text
+    return ""
 
 
 def _in_production_order(messages, values_in_order: list[bytes]) -> list[tuple[int, int, int, bytes]]:
@@ -186,6 +202,21 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
         assert len(dlq) == sum(v for k, v in injected.items() if k.startswith("malformed"))
         late = [json.loads(m.value) for m in _consume(config.kafka_bootstrap, config.late_topic, "read_committed")]
         assert {(d["partition"], d["offset"]) for d in late} == set(expected.late)
+
+        # The job's counters: in `feedtrends status` and on the Prometheus endpoint.
+        # (Offsets are committed to the consumer group after a checkpoint completes,
+        # asynchronously: give that a few checkpoints.)
+        deadline = time.monotonic() + 60
+        while True:
+            job_status = next(j for j in operations.status(config)["jobs"] if j["id"] == job_id)
+            if job_status["consumer_lag"]["total"] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert job_status["consumer_lag"]["total"] == 0
+        assert job_status["counters"]["events_in"] == len(records)
+        assert job_status["counters"]["dead_letters"] == len(dlq)
+        exposition = _prometheus_text_with(f'job_id="{job_id}"')
+        assert f"flink_taskmanager_job_task_operator_events_in{{job_id=\"{job_id}\"" in exposition
 
         # Every committed Parquet file reads whole on its own.
         files = [f for f in config.parquet_dir.rglob("part-*") if not f.name.startswith(".")]
