@@ -91,9 +91,6 @@ class KafkaRecordSource:
         # the lag from it (the job's progress lives in its checkpoints, not here).
         return self.config.job_name
 
-    @property
-    def parallelism(self) -> int:
-        return self.config.parallelism
 
     def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream:
         c = self.config
@@ -151,7 +148,6 @@ class CollectionRecordSource:
     records: tuple[tuple[int, int, int, bytes], ...]
     config: Config
     topic: str = "feed-events"
-    parallelism: int = 1
 
     def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream:
         with_ts = Types.ROW_NAMED(
@@ -171,8 +167,8 @@ class CollectionRecordSource:
             .watermark("event_time", f"event_time - {_interval(self.config.out_of_orderness_ms + 1)}")
             .build()
         )
-        # One subtask end to end (the job's parse step follows `parallelism`), so
-        # each partition's records keep their order, as they would from Kafka.
+        # One subtask end to end, so each partition's records keep their order, as
+        # they would from Kafka (the job then keys them by partition).
         t_env.get_config().set("table.exec.resource.default-parallelism", "1")
         table = t_env.from_data_stream(stream, schema)
         return (
@@ -259,8 +255,6 @@ class TrendSinks:
 
 
 class SourceFactory(Protocol):
-    """Builds the record stream; `parallelism` is the parallelism it produces at."""
-
-    parallelism: int
+    """Builds the record stream: Row(value, topic, partition, offset), timestamp = event time."""
 
     def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream: ...

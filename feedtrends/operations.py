@@ -17,7 +17,7 @@ from pathlib import Path
 
 from connectors import flink_cluster, stack
 from connectors.flink_cluster import ClusterError
-from connectors.topics import consumer_lag, delete_topics, end_offsets, ensure_topics
+from connectors.topics import consumer_lag, delete_topics, end_offsets, ensure_topics, product_topics
 from connectors.versions import config_for, current_version, load_versions, next_version, save_versions
 from feedtrends.config import Config
 
@@ -34,15 +34,6 @@ def _current(config: Config) -> Config:
     return config_for(config, current_version(config))
 
 
-def _topics_of(config: Config) -> dict[str, int]:
-    return {
-        config.events_topic: config.partitions,
-        config.trends_topic: config.partitions,
-        config.dlq_topic: 1,
-        config.late_topic: 1,
-    }
-
-
 def start_job(config: Config, savepoint: str | None, *, echo=print) -> str:
     free = flink_cluster.free_slots(config)
     if free < config.parallelism:
@@ -51,7 +42,7 @@ def start_job(config: Config, savepoint: str | None, *, echo=print) -> str:
             f"{config.job_name} needs {config.parallelism} free task slot(s), the cluster has {free}; "
             "stop another job or add a TaskManager"
         )
-    ensure_topics(config, _topics_of(config))
+    ensure_topics(config, product_topics(config))
     job_id = flink_cluster.submit(config, savepoint=savepoint)
     flink_cluster.record_job(config, job_id, restored_from=savepoint)
     flink_cluster.wait_for_all_tasks_running(config, job_id)
