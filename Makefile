@@ -44,8 +44,9 @@ status: install
 demo: install
 	$(BIN)/feedtrends demo
 
+# Everything but the long fault-injection scenarios; the reduced set marked `ci` runs.
 test: install
-	$(PYTEST) tests
+	$(PYTEST) tests -m "not faults or ci"
 
 test-unit: install
 	$(PYTEST) tests/unit
