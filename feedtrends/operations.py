@@ -71,11 +71,12 @@ def submit(config: Config, *, echo=print) -> str:
 
 def resume(config: Config, savepoint: str | None, *, echo=print) -> str:
     vconf = _current(config)
-    _refuse_if_running(vconf)
     if savepoint:
         path = Path(savepoint.removeprefix("file:")).expanduser()
         if not (path / "_metadata").exists():
             raise OperationError(f"no such savepoint or checkpoint: {savepoint} (no _metadata there)", 2)
+    _refuse_if_running(vconf)
+    if savepoint:
         location = str(path.resolve())
     else:
         point = flink_cluster.latest_restore_point(vconf)
