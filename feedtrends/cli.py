@@ -68,9 +68,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_trends(args: argparse.Namespace) -> int:
     from connectors.trend_store import print_windows
+    from connectors.versions import current_version
 
-    config = _config(args)
-    return 0 if print_windows(config.parquet_dir, top=args.top) else 1
+    return 0 if print_windows(current_version(_config(args)).parquet_dir, top=args.top) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -80,6 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from feedtrends import operations
     from connectors.topics import ensure_topics
     from connectors.trend_store import print_windows, read_latest
+    from connectors.versions import config_for, current_version
 
     config = _config(args)
     stack.up(config)
@@ -98,16 +99,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if summary.exit_code != 0:
         print("some sample feeds failed to ingest (see above)", file=sys.stderr)
-    job = flink_cluster.running_job(config)
+    # The job and output of the current version (a replay may have made a new one current).
+    current = config_for(config, current_version(config))
+    job = flink_cluster.running_job(current)
     if job:
         print(f"job already running: {job['jid']}")
     else:
         operations.submit(config)
     deadline = time.monotonic() + args.wait
-    while time.monotonic() < deadline and read_latest(config.parquet_dir).num_rows == 0:
+    while time.monotonic() < deadline and read_latest(current.parquet_dir).num_rows == 0:
         time.sleep(2)
     print()
-    ok = print_windows(config.parquet_dir, top=args.top)
+    ok = print_windows(current.parquet_dir, top=args.top)
     print()
     print("The stack keeps running (Flink web UI: %s). Stop it with: make down" % config.flink_rest_url)
     return 0 if ok else 1

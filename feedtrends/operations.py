@@ -177,6 +177,10 @@ def replay(config: Config, *, bounded: bool, timeout_s: float = 3600.0, echo=pri
         time.sleep(2)
     if interactive:
         print(file=sys.stderr)
+    # A partition that has no more data holds the watermark back until it counts as
+    # idle; the live job has passed that point, so wait it out here too, or windows
+    # the live version closed would still be open in the new one.
+    time.sleep(vconf.idleness_ms / 1000)
     # The checkpoint that committed the last offsets may still be committing the rows
     # that timers emitted right after them: let two more checkpoints complete.
     first = (flink_cluster.last_checkpoint(vconf, job_id) or {"id": 0})["id"]
