@@ -60,6 +60,7 @@ def test_stop_with_savepoint_resume_and_bounded_replay(stack, unique_topics, tmp
         min_support=1,
         parallelism=1,
         partitions=2,
+        idleness_ms=5_000,
         transactional_id_prefix=f"ops-{suffix}",
         job_name=f"feedtrends-ops-{suffix}",
     )
