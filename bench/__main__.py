@@ -1,0 +1,221 @@
+"""`make bench` / `python -m bench`: one run, one private stack, four systems on the same data.
+
+    private stack (temp state dir, free loopback ports) -> preload N events (2 partitions)
+      -> feedtrends rebuild (trends job, exactly-once, Kafka + Parquet sinks, parallelism 2)
+      -> python-loop (kafka-python, in-memory)  -> quix-streams (exactly-once)
+      -> flink-sql (JVM only, same cluster)
+      -> live feedtrends run: latency at a steady rate, state size under a short TTL
+    prints one `system: N events/s` line per system, then latency and state lines.
+
+Every process started here is stopped by pid (the stack by `connectors.stack.down`,
+subprocesses by their timeout), also on failure.  Results: bench/results/<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.common import load_average, machine
+from bench.flink_run import inclusive_profile, measure_rebuild, summarize_profile
+from bench.preload import preload
+from connectors import stack
+from connectors.topics import end_offsets, ensure_topics
+from feedtrends.config import REPO_ROOT, load_config
+
+SYSTEMS = ("feedtrends", "quix-streams", "python-loop", "flink-sql")
+RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def free_ports(count: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for dist in ("apache-flink", "kafka-python", "quixstreams", "confluent-kafka", "lz4"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _run_module(module: str, args: list[str], timeout_s: float) -> dict:
+    """A bench module in a child process (its CPU is its own); killed at the deadline."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT
+    )
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{module} exited {proc.returncode}: {(proc.stderr or proc.stdout)[-1500:]}")
+    result = json.loads(lines[-1])
+    result["exit_code"] = proc.returncode
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=1_000_000, help="events to preload (default 1,000,000)")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ", ".join(SYSTEMS))
+    p.add_argument("--live-seconds", type=float, default=120, help="live run length (0: skip latency and state)")
+    p.add_argument("--live-rate", type=float, default=200, help="live input rate, events/s")
+    p.add_argument("--dedup-ttl", type=int, default=30_000, help="dedup TTL (ms) of the live run")
+    p.add_argument("--timeout", type=float, default=3 * 3600, help="per-system limit, seconds")
+    p.add_argument("--no-profile", action="store_true", help="skip py-spy on the TaskManager")
+    p.add_argument("--keep-stack", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        p.error(f"unknown systems: {', '.join(sorted(unknown))}")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_path = RESULTS / f"bench-{stamp}.json"
+    report: dict = {"n": args.events, "machine": machine(), "versions": _versions(), "systems": {}}
+    log(f"machine: {report['machine']}")
+
+    state_dir = Path(tempfile.mkdtemp(prefix="feedtrends-bench-"))
+    kafka, controller, rest, rpc = free_ports(4)
+    base = load_config(
+        {"state_dir": str(state_dir), "kafka_port": kafka, "kafka_controller_port": controller,
+         "flink_rest_port": rest, "flink_rpc_port": rpc},
+        env={},
+    )
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"bench-events-{suffix}"
+    try:
+        stack.up(base, echo=log)
+        ensure_topics(base, {topic: 2})
+        log(f"preloading {args.events} events into {topic}; load {load_average()}")
+        report["preload"] = preload(base.kafka_bootstrap, topic, args.events)
+        targets = end_offsets(base, topic)
+        report["preload"]["end_offsets"] = targets
+        log(f"  {report['preload']}")
+
+        def flink_config(name: str):
+            return dataclasses.replace(
+                base, events_topic=topic, trends_topic=f"bench-{name}-trends-{suffix}",
+                dlq_topic=f"bench-{name}-dlq-{suffix}", late_topic=f"bench-{name}-late-{suffix}",
+                parquet_dir=state_dir / f"parquet-{name}", parallelism=2, partitions=2,
+                job_name=f"bench-{name}-{suffix}", transactional_id_prefix=f"bench-{name}-{suffix}",
+            )
+
+        def attempt(name: str, fn) -> None:
+            log(f"{name}: load {load_average()}")
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 - one system failing must not lose the others
+                log(f"{name}: FAILED: {exc}")
+                report["systems"][name] = {"error": str(exc), "load": load_average()}
+                return
+            result.setdefault("load_after", load_average())
+            report["systems"][name] = result
+            log(f"{name}: {result.get('events_per_s', 0):.0f} events/s ({json.dumps({k: v for k, v in result.items() if k not in ('busy', 'profile')})})")
+            out_path.write_text(json.dumps(report, indent=2, default=str))
+
+        profile_path = RESULTS / f"feedtrends-pyspy-{stamp}.txt"
+        if "feedtrends" in systems:
+            def feedtrends():
+                r = measure_rebuild(flink_config("feedtrends"), targets, job=None, timeout_s=args.timeout, log=log,
+                                    profile_to=None if args.no_profile else profile_path)
+                r["profile_top_leaf"] = summarize_profile(profile_path)
+                r["profile_inclusive"] = inclusive_profile(profile_path, (
+                    "parse_event", "article_terms", "process_element (jobs/trends.py", "add_article",
+                    "dedup_step", "on_timer", "pickle", "to_output_row", "revise",
+                ))
+                return r
+            attempt("feedtrends", feedtrends)
+        python_loop = None
+        if "python-loop" in systems or "quix-streams" in systems:
+            attempt("python-loop", lambda: _run_module(
+                "bench.python_loop", ["--bootstrap", base.kafka_bootstrap, "--topic", topic, "--count", str(args.events)],
+                args.timeout))
+            python_loop = report["systems"].get("python-loop", {})
+        if "quix-streams" in systems:
+            attempt("quix-streams", lambda: _run_module("bench.quix_app", [
+                "--bootstrap", base.kafka_bootstrap, "--topic", topic, "--output", f"bench-quix-out-{suffix}",
+                "--group", f"bench-quix-{suffix}", "--state-dir", str(state_dir / "quix-state"),
+                "--count", str(args.events), "--term-hits", str(python_loop.get("term_hits", 0)),
+                "--deadline-s", str(args.timeout - 60),
+            ], args.timeout))
+        if "flink-sql" in systems:
+            attempt("flink-sql", lambda: measure_rebuild(
+                flink_config("flinksql"), targets, job=REPO_ROOT / "bench" / "flink_sql_job.py",
+                timeout_s=args.timeout, log=log))
+        if args.live_seconds > 0:
+            from bench.live import live_run
+
+            log(f"live: load {load_average()}")
+            try:
+                ensure_topics(base, {f"bench-live-{suffix}": 2})
+                report["live"] = live_run(base, topic=f"bench-live-{suffix}", rate=args.live_rate,
+                                          seconds=args.live_seconds, dedup_ttl_ms=args.dedup_ttl, log=log)
+            except Exception as exc:  # noqa: BLE001
+                log(f"live: FAILED: {exc}")
+                report["live"] = {"error": str(exc)}
+        out_path.write_text(json.dumps(report, indent=2, default=str))
+    finally:
+        if not args.keep_stack:
+            stack.down(base, echo=log)
+            shutil.rmtree(state_dir, ignore_errors=True)
+    log(f"results: {out_path}")
+    _print_summary(report, systems)
+    return 0 if all("error" not in report["systems"].get(s, {}) for s in systems) else 1
+
+
+def _print_summary(report: dict, systems: list[str]) -> None:
+    for name in SYSTEMS:
+        if name not in systems:
+            continue
+        r = report["systems"].get(name, {})
+        print(f"{name}: {int(r.get('events_per_s', 0))} events/s")
+    live = report.get("live")
+    if live and "error" not in live:
+        print(
+            f"feedtrends live latency: p50 {live['close_latency_p50_s']:.1f} s, p99 {live['close_latency_p99_s']:.1f} s "
+            f"(window close -> row visible read_committed; {live['windows_closable'] - live['windows_missing']}/"
+            f"{live['windows_closable']} windows; produce -> visible p50 {live['event_latency_p50_s']:.1f} s, "
+            f"p99 {live['event_latency_p99_s']:.1f} s; {live['rate']:.0f} events/s, {live['window_ms'] // 1000} s windows)"
+        )
+        sizes = [s for s in live["samples"] if "state_size_kb" in s]
+        if sizes:
+            ttl_s = live["dedup_ttl_ms"] / 1000
+            at_ttl = min(sizes, key=lambda s: abs(s["t_s"] - 2 * ttl_s))
+            last = sizes[-1]
+            print(
+                f"feedtrends state: checkpoint {at_ttl['state_size_kb'] / 1024:.1f} MiB at {at_ttl['t_s']:.0f} s, "
+                f"{last['state_size_kb'] / 1024:.1f} MiB at {last['t_s']:.0f} s; TaskManager RSS "
+                f"{at_ttl['tm_rss_mb']:.0f} -> {last['tm_rss_mb']:.0f} MiB (dedup TTL {ttl_s:.0f} s)"
+            )
+    elif live:
+        print(f"feedtrends live: FAILED: {live['error']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

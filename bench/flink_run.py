@@ -1,0 +1,191 @@
+"""Running one Flink job on the bench stack and timing its rebuild of a preloaded topic.
+
+Start: all tasks RUNNING (the source then reads from the earliest offset at once).
+End: the job's consumer group has committed the end offsets (committed on checkpoint
+completion, as `feedtrends replay` detects catching up) and one more checkpoint has
+completed, so the rows emitted after the last record (by timers) are committed too.
+The end is the completion time of that checkpoint, so the figure carries up to one
+checkpoint interval (5 s) of commit latency: it is rebuild time as a user sees it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kafka.errors import KafkaError
+
+from bench.common import Stopwatch, load_average
+from connectors import flink_cluster, stack
+from feedtrends import operations
+from feedtrends.config import Config
+
+BUSY_METRICS = "busyTimeMsPerSecond,backPressuredTimeMsPerSecond,idleTimeMsPerSecond"
+
+
+def _vertex_metrics(config: Config, job_id: str) -> dict[str, dict[str, float]]:
+    out = {}
+    for vertex in flink_cluster.job_details(config, job_id).get("vertices", []):
+        rows = flink_cluster._rest(
+            config, f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics?get={BUSY_METRICS}&agg=avg,max"
+        )
+        out[vertex["name"][:90]] = {r["id"]: float(r.get("avg", 0.0)) for r in rows}
+    return out
+
+
+def _profile(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:
+    """py-spy on the TaskManager: the job's Python runs embedded in it (thread mode)."""
+    pyspy = Path(sys.executable).with_name("py-spy")
+    if not pyspy.exists():
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [str(pyspy), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
+         "--nonblocking", "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def summarize_profile(path: Path, top: int = 15) -> list[tuple[str, float]]:
+    """Leaf-function share of samples from a py-spy raw (collapsed) profile."""
+    if not path.exists():
+        return []
+    leaf: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack_text, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack_text.split(";")
+        n = int(count)
+        total += n
+        name = frames[-1] if frames else "?"
+        leaf[name] = leaf.get(name, 0) + n
+    return [(k, 100.0 * v / total) for k, v in sorted(leaf.items(), key=lambda kv: -kv[1])[:top]] if total else []
+
+
+def inclusive_profile(path: Path, needles: tuple[str, ...]) -> dict[str, float]:
+    """Share of samples whose stack contains each needle (inclusive time)."""
+    if not path.exists():
+        return {}
+    hits = dict.fromkeys(needles, 0)
+    total = 0
+    for line in path.read_text().splitlines():
+        stack_text, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        for needle in needles:
+            if needle in stack_text:
+                hits[needle] += int(count)
+    return {k: 100.0 * v / total for k, v in hits.items()} if total else {}
+
+
+def measure_rebuild(
+    config: Config,
+    targets: dict[int, int],
+    *,
+    job: Path | None,
+    timeout_s: float,
+    log=print,
+    profile_to: Path | None = None,
+) -> dict:
+    """Submit (the trends job when `job` is None), time the rebuild, cancel the job."""
+    pids = stack.status(config)["pids"]
+    flink_pids = tuple(pids[k] for k in ("taskmanager", "jobmanager") if k in pids)
+    if job is None:
+        job_id = operations.start_job(config, None, echo=lambda line: None)
+    else:
+        job_id = flink_cluster.submit(config, job=job)
+        flink_cluster.wait_for_all_tasks_running(config, job_id)
+    log(f"  job {job_id} running; load {load_average()}")
+    watch = Stopwatch(flink_pids)
+    broker = Stopwatch((pids["kafka"],))
+    watch.start()
+    broker.start()
+    deadline = time.monotonic() + timeout_s
+    samples: dict[str, list[dict[str, float]]] = {}
+    profiler = None
+    loads = [load_average()]
+    try:
+        last_sample = 0.0
+        while True:
+            try:
+                done, consumed, total = operations._caught_up(config, targets)
+            except KafkaError:  # the group has no coordinator until its first commit
+                done, consumed, total = False, 0, sum(targets.values())
+            if done:
+                break
+            now = time.monotonic()
+            if now - last_sample >= 5:
+                last_sample = now
+                loads.append(load_average())
+                try:
+                    for name, m in _vertex_metrics(config, job_id).items():
+                        samples.setdefault(name, []).append(m)
+                except flink_cluster.ClusterError:
+                    pass
+                log(f"  committed {consumed}/{total} ({time.time() - watch.t0:.0f}s)")
+                if profile_to is not None and profiler is None and consumed > 0 and "taskmanager" in pids:
+                    profiler = _profile(pids["taskmanager"], 20, profile_to)
+            state = flink_cluster.job_details(config, job_id)["state"]
+            if state not in ("RUNNING", "RESTARTING", "INITIALIZING", "CREATED"):
+                raise RuntimeError(f"job {job_id} is {state} before catching up")
+            if now > deadline:
+                raise RuntimeError(f"job {job_id} did not catch up within {timeout_s:.0f}s ({consumed}/{total})")
+            time.sleep(1)
+        t_caught = time.time()
+        first = (flink_cluster.last_checkpoint(config, job_id) or {"id": 0})["id"]
+        while True:
+            last = flink_cluster.last_checkpoint(config, job_id) or {"id": 0}
+            if last["id"] > first:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("caught up, but no checkpoint completed afterwards")
+            time.sleep(0.5)
+        cpu = watch.cpu()
+        broker_cpu = broker.cpu()
+        t_end = last["completed_at"] / 1000
+        seconds = t_end - watch.t0
+        events = sum(targets.values())
+        checkpoints = flink_cluster._rest(config, f"/jobs/{job_id}/checkpoints")
+        counts = checkpoints.get("counts", {})
+        durations = [c.get("end_to_end_duration", 0) for c in checkpoints.get("history", [])]
+        counters = {}
+        try:
+            counters = flink_cluster.job_counters(config, job_id)
+        except flink_cluster.ClusterError:
+            pass
+    finally:
+        if profiler is not None:
+            try:
+                profiler.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+                profiler.wait()
+        try:
+            flink_cluster.cancel_job(config, job_id)
+        except flink_cluster.ClusterError as exc:
+            log(f"  cancel {job_id}: {exc}")
+    busy = {
+        name: {k: statistics.mean(s[k] for s in ss if k in s) for k in BUSY_METRICS.split(",") if any(k in s for s in ss)}
+        for name, ss in samples.items()
+    }
+    return {
+        "job_id": job_id,
+        "events": events,
+        "seconds": seconds,
+        "seconds_to_offsets_committed": t_caught - watch.t0,
+        "events_per_s": events / seconds,
+        "cpu_s": cpu,
+        "broker_cpu_s": broker_cpu,
+        "checkpoints_completed": counts.get("completed"),
+        "checkpoints_failed": counts.get("failed"),
+        "checkpoint_duration_ms_median": statistics.median(durations) if durations else None,
+        "busy": busy,
+        "counters": counters,
+        "load": loads,
+    }
