@@ -233,6 +233,10 @@ class TrendSinks:
             "sink.partition-commit.policy.kind": "success-file",
             "sink.partition-commit.trigger": "process-time",
             "sink.partition-commit.delay": "0 s",
+            # One writer, always chained with the parallelism-1 partition committer:
+            # the chain (and the committer's max parallelism in a savepoint) is the same
+            # at any job parallelism, so a savepoint taken at p=1 restores at p=2.
+            "sink.parallelism": "1",
         }
         t_env.execute_sql(
             f"""

@@ -342,6 +342,10 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config()
     env = StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
+    # The table operators (Kafka source, Kafka and Parquet sinks) get planner uids, so
+    # their state maps onto the job at another parallelism; derived ids would depend on
+    # the job's shape (the Parquet writer chains with its committer only at p = 1).
+    t_env.get_config().set("table.exec.uid.generation", "ALWAYS")
     outputs = build(env, t_env, config, KafkaRecordSource(config))
     TrendSinks(config).attach(t_env, *outputs).attach_as_datastream()
     env.execute(config.job_name)
