@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,19 +33,6 @@ from feedtrends.config import REPO_ROOT, load_config
 
 SYSTEMS = ("feedtrends", "quix-streams", "python-loop", "flink-sql")
 RESULTS = REPO_ROOT / "bench" / "results"
-
-
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def log(line: str) -> None:
@@ -101,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"machine: {report['machine']}")
 
     state_dir = Path(tempfile.mkdtemp(prefix="feedtrends-bench-"))
-    kafka, controller, rest, rpc = free_ports(4)
+    kafka, controller, rest, rpc = stack.free_ports(4)
     base = load_config(
         {"state_dir": str(state_dir), "kafka_port": kafka, "kafka_controller_port": controller,
          "flink_rest_port": rest, "flink_rpc_port": rpc},

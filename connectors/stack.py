@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -85,6 +86,20 @@ class StackPaths:
 
     def log_file(self, name: str) -> Path:
         return (self.kafka / "logs" if name == "kafka" else self.flink_log) / f"{name}.out"
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free TCP ports on 127.0.0.1 (held open together so they differ), for private stacks."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def pyflink_home() -> Path:
