@@ -151,13 +151,7 @@ def running_pid(pid_file: Path, *markers: str) -> int | None:
     cmd = _cmdline(pid)
     if not cmd or not any(marker in cmd for marker in markers):
         return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().split(") ", 1)[1].startswith("Z"):
-                return None  # a zombie is dead for our purposes
-    except OSError:
-        return None
-    return pid
+    return None if _is_zombie(pid) else pid  # a zombie is dead for our purposes
 
 
 def _spawn(cmd: list[str], *, log: Path, pid_file: Path, env: dict[str, str]) -> int:

@@ -7,6 +7,8 @@ of the session, also when tests fail.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import uuid
 from collections.abc import Iterator
 
@@ -29,16 +31,39 @@ def stack_config(state_dir, **overrides) -> Config:
     return load_config(settings, env={})
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+@contextlib.contextmanager
+def running_stack(state_dir) -> Iterator[Config]:
+    """A private stack for the duration of the block, stopped (by pid) even if the block fails."""
     from connectors import stack as local_stack
 
-    config = stack_config(tmp_path_factory.mktemp("stack"))
+    config = stack_config(state_dir)
     try:
         local_stack.up(config, echo=lambda line: None)
         yield config
     finally:
         local_stack.down(config, echo=lambda line: None)
+
+
+def job_config(stack: Config, topics: dict[str, str], parquet_dir, name: str, **overrides) -> Config:
+    """The stack's config with one test's own topics, Parquet dir, job name and transactions."""
+    suffix = topics["events"].rsplit("-", 1)[1]
+    return dataclasses.replace(
+        stack,
+        events_topic=topics["events"],
+        trends_topic=topics["trends"],
+        dlq_topic=topics["dlq"],
+        late_topic=topics["late"],
+        parquet_dir=parquet_dir,
+        transactional_id_prefix=f"{name}-{suffix}",
+        job_name=f"feedtrends-{name}-{suffix}",
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as config:
+        yield config
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ Parquet), and the rebuilt version's final rows must equal the live version's.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import threading
@@ -20,6 +19,7 @@ from connectors.topics import ensure_topics
 from connectors.trend_store import read_parquet
 from connectors.versions import config_for, current_version
 from feedtrends import operations
+from tests.e2e.conftest import job_config
 from tests.e2e.test_trends_e2e import HOUR, _consume, _in_production_order, _latest, _parquet_rows, _produce
 from tests.eventgen import encode, event
 from tests.integration.job_runner import oracle_params
@@ -46,14 +46,11 @@ def _no_revision_twice(rows: list[dict]) -> bool:
 
 
 def test_stop_with_savepoint_resume_and_bounded_replay(stack, unique_topics, tmp_path) -> None:
-    suffix = unique_topics["events"].rsplit("-", 1)[1]
-    config = dataclasses.replace(
+    config = job_config(
         stack,
-        events_topic=unique_topics["events"],
-        trends_topic=unique_topics["trends"],
-        dlq_topic=unique_topics["dlq"],
-        late_topic=unique_topics["late"],
-        parquet_dir=tmp_path / "parquet",
+        unique_topics,
+        tmp_path / "parquet",
+        "ops",
         window_ms=HOUR,
         lateness_ms=HOUR,
         baseline_windows=3,
@@ -61,9 +58,8 @@ def test_stop_with_savepoint_resume_and_bounded_replay(stack, unique_topics, tmp
         parallelism=1,
         partitions=2,
         idleness_ms=5_000,
-        transactional_id_prefix=f"ops-{suffix}",
-        job_name=f"feedtrends-ops-{suffix}",
     )
+    suffix = config.job_name.rsplit("-", 1)[1]
     synthetic, _ = generate(GeneratorConfig(count=300, seed=9, rate=0.02, duplicates=0.2, out_of_order=0.1, late=0.03))
     sentinel_ts = max(r.timestamp_ms for r in synthetic) + 10 * HOUR
     sentinels = [encode(event(f"url:sentinel-{p}", title="sentinel", published_at=sentinel_ts)) for p in (0, 1)]

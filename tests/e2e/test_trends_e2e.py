@@ -9,7 +9,6 @@ the injected bad and late events.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import time
@@ -22,6 +21,7 @@ from feedtrends import operations
 from connectors.ingest import run_generate
 from connectors.topics import ensure_topics
 from connectors.trend_store import read_kafka_rows, read_parquet
+from tests.e2e.conftest import job_config
 from tests.eventgen import encode, event
 from tests.integration.job_runner import oracle_params
 from tests.oracle import run_oracle
@@ -120,14 +120,11 @@ def _parquet_rows(table) -> list[dict]:
 
 
 def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path) -> None:
-    suffix = unique_topics["events"].rsplit("-", 1)[1]
-    config = dataclasses.replace(
+    config = job_config(
         stack,
-        events_topic=unique_topics["events"],
-        trends_topic=unique_topics["trends"],
-        dlq_topic=unique_topics["dlq"],
-        late_topic=unique_topics["late"],
-        parquet_dir=tmp_path / "parquet",
+        unique_topics,
+        tmp_path / "parquet",
+        "e2e",
         window_ms=HOUR,
         lateness_ms=HOUR,
         out_of_orderness_ms=5 * 60_000,
@@ -136,8 +133,6 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
         min_support=1,
         parallelism=2,
         partitions=2,
-        transactional_id_prefix=f"e2e-{suffix}",
-        job_name=f"feedtrends-e2e-{suffix}",
     )
     ensure_topics(config)
 

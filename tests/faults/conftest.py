@@ -1,6 +1,6 @@
 """Fault-injection suite: its own Kafka broker and Flink cluster, and one reference input.
 
-The stack is started exactly as tests/e2e does (`stack_config`: a temporary state
+The stack is started exactly as tests/e2e does (`running_stack`: a temporary state
 dir, free loopback ports), but owned by this package, so `make test-faults` runs
 alone and the faults injected here (killed TaskManager, JobManager, broker) never
 touch another suite's processes.  It is package-scoped: stopped (by pid) as soon as
@@ -14,20 +14,14 @@ from collections.abc import Iterator
 import pytest
 
 from feedtrends.config import Config
-from tests.e2e.conftest import stack_config
+from tests.e2e.conftest import running_stack
 from tests.faults.harness import Reference, build_reference
 
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
-    from connectors import stack as local_stack
-
-    config = stack_config(tmp_path_factory.mktemp("faults-stack"))
-    try:
-        local_stack.up(config, echo=lambda line: None)
+    with running_stack(tmp_path_factory.mktemp("faults-stack")) as config:
         yield config
-    finally:
-        local_stack.down(config, echo=lambda line: None)
 
 
 @pytest.fixture(scope="package")
