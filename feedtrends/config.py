@@ -79,6 +79,10 @@ class Config:
     examples: int = 3
     include_summary: bool = False
     parallelism: int = 1
+    # Terms are keyed by this many buckets (udfs/buckets.py): the term-windows
+    # operator runs on at most this many subtasks.  Fixed for a deployment, like a
+    # topic's partition count: changing it needs `feedtrends replay`.
+    term_buckets: int = 4
 
     # Output.
     parquet_dir: Path = Path()  # default: <state_dir>/parquet
@@ -100,9 +104,11 @@ class Config:
             raise ConfigError("window_ms must be positive")
         if self.lateness_ms < 0:
             raise ConfigError("lateness_ms must be >= 0 (or -1 for one window)")
-        for name in ("partitions", "baseline_windows", "min_support", "examples", "parallelism"):
+        for name in ("partitions", "baseline_windows", "min_support", "examples", "parallelism", "term_buckets"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.term_buckets > 128:
+            raise ConfigError("term_buckets must be <= 128 (the job's max parallelism)")
 
     @property
     def kafka_bootstrap(self) -> str:

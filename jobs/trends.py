@@ -10,8 +10,9 @@ property tests).  Sources and sinks come from `connectors/`, so tests can hand
       -> parse-validate            Rejection -> DLQ side output
       -> dedup      key article_id first copy wins (state: seen, TTL)
                                    late beyond lateness -> late side output
-      -> explode-terms             article -> (term, window_start, example fields)
-      -> term-windows key term     counts per window; fires at window end,
+      -> explode-terms             article -> one record per term bucket:
+                                   (bucket, terms, window_start, example fields)
+      -> term-windows key bucket   counts per (term, window); fires at window end,
                                    refreshes fired windows on late data
       -> rank        key window    ranks, revisions -> trend rows
 """
@@ -36,12 +37,14 @@ from pyflink.table import StreamTableEnvironment
 from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks
 from feedtrends.config import Config, load_config
 from udfs.dead_letter import dlq_record, late_record
+from udfs.buckets import MAX_PARALLELISM, group_by_bucket
 from udfs.dedup import dedup_step
 from udfs.terms import article_terms
 from udfs.trend import revise, rows_to_refresh, term_candidate
 from udfs.trend_row import TrendRow, utc_date
 from udfs.validate import Rejection, parse_event
 from udfs.windows import (
+    TermWindow,
     add_article,
     bounded_watermark,
     classify_lateness,
@@ -77,6 +80,9 @@ class ParseValidate(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.max_published_at = runtime_context.get_state(ValueStateDescriptor("max_published_at", Types.LONG()))
+        # partition -> max_published_at: this operator is the state's only writer and a
+        # restore builds a new instance, so the copy saves a state read per record.
+        self.max_seen: dict[int, int | None] = {}
         metrics = runtime_context.get_metrics_group()
         self.events_in = metrics.counter("events_in")
         self.dead_letters = metrics.counter("dead_letters")
@@ -91,10 +97,14 @@ class ParseValidate(KeyedProcessFunction):
                 None, dlq_record(value, parsed.reason, topic, partition, offset, detail=parsed.detail).decode()
             )
             return
-        max_ts = self.max_published_at.value()
+        if partition in self.max_seen:
+            max_ts = self.max_seen[partition]
+        else:
+            max_ts = self.max_seen[partition] = self.max_published_at.value()
         watermark = bounded_watermark(max_ts, self.out_of_orderness_ms)
         if max_ts is None or parsed.published_at > max_ts:
             self.max_published_at.update(parsed.published_at)
+            self.max_seen[partition] = parsed.published_at
         yield parsed, topic, partition, offset, watermark
 
 
@@ -153,12 +163,32 @@ class Dedup(KeyedProcessFunction):
         yield article, watermark
 
 
+class _Bucket:
+    """One bucket's term windows, held in Python as well as in Flink state.
+
+    The operator is the only writer of its state, and a restore (failure,
+    rescale, savepoint) builds a new operator instance, so this copy is always
+    what the state holds: reads come from here, only writes go to Flink.
+    """
+
+    def __init__(self) -> None:
+        self.by_term: dict[str, dict[int, TermWindow]] = {}  # term -> window_start -> counts
+        self.by_window: dict[int, set[str]] = {}  # window_start -> terms with counts in it
+        self.fire_timers: set[int] = set()  # windows whose fire timer this instance registered
+        self.expiry_timers: set[int] = set()
+
+    def add(self, ws: int, term: str, agg: TermWindow) -> None:
+        self.by_term.setdefault(term, {})[ws] = agg
+        self.by_window.setdefault(ws, set()).add(term)
+
+
 class TermWindows(KeyedProcessFunction):
-    """Keyed by term: article counts per tumbling window, and the term's own history.
+    """Keyed by term bucket (udfs/buckets.py): article counts per (term, tumbling window), and each term's history.
 
     Emits (window_start, term, Candidate, watermark) when a window fires, and again for a fired
     window (and the later fired windows whose baseline includes it) when late data
-    within the allowed lateness changes it.
+    within the allowed lateness changes it.  One record carries all of an
+    article's terms in the bucket; timers are per (bucket, window).
     """
 
     def __init__(self, config: Config):
@@ -168,37 +198,63 @@ class TermWindows(KeyedProcessFunction):
         self.k = config.examples
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # window_start -> TermWindow
+        # "<window_start> <term>" -> TermWindow (a term may hold spaces; the number never does)
         self.counts = runtime_context.get_map_state(
-            MapStateDescriptor("counts", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
+            MapStateDescriptor("counts", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
+        self.buckets: dict[int, _Bucket] = {}
+
+    def _bucket(self, key: int) -> _Bucket:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            # First touch of this key since the operator started: load its state once.
+            bucket = _Bucket()
+            for state_key, agg in self.counts.items():
+                ws, term = state_key.split(" ", 1)
+                bucket.add(int(ws), term, agg)
+            self.buckets[key] = bucket
+        return bucket
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
-        term, ws, article_id, feed_url, title, published_at, watermark = value
-        agg = add_article(
-            self.counts.get(ws), article_id=article_id, feed_url=feed_url, title=title, published_at=published_at, k=self.k
-        )
-        self.counts.put(ws, agg)
+        _, terms, ws, article_id, feed_url, title, published_at, watermark = value
+        bucket = self._bucket(ctx.get_current_key())
         timers = ctx.timer_service()
-        timers.register_event_time_timer(expiry_time(ws, self.size_ms, self.lateness_ms, self.n))
+        if ws not in bucket.expiry_timers:
+            timers.register_event_time_timer(expiry_time(ws, self.size_ms, self.lateness_ms, self.n))
+            bucket.expiry_timers.add(ws)
         fired_upto = last_fired_window_start(watermark, self.size_ms)
-        if ws > fired_upto:
+        if ws > fired_upto and ws not in bucket.fire_timers:
             timers.register_event_time_timer(fire_time(ws, self.size_ms))
-            return
-        counts = dict(self.counts.items())
-        for w in rows_to_refresh(counts, ws, fired_upto, self.size_ms, self.n):
-            yield w, term, term_candidate(counts, w, self.size_ms, self.n), watermark
+            bucket.fire_timers.add(ws)
+        for term in terms:
+            history = bucket.by_term.get(term, {})
+            agg = add_article(
+                history.get(ws), article_id=article_id, feed_url=feed_url, title=title, published_at=published_at,
+                k=self.k,
+            )
+            bucket.add(ws, term, agg)
+            self.counts.put(f"{ws} {term}", agg)
+            if ws <= fired_upto:
+                history = bucket.by_term[term]
+                for w in rows_to_refresh(history, ws, fired_upto, self.size_ms, self.n):
+                    yield w, term, term_candidate(history, w, self.size_ms, self.n), watermark
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
-        term = ctx.get_current_key()
-        counts = dict(self.counts.items())
-        for ws in sorted(counts):
+        bucket = self._bucket(ctx.get_current_key())
+        for ws in sorted(bucket.by_window):
             if fire_time(ws, self.size_ms) == timestamp:
                 # The watermark has reached the timer: it is at least `timestamp`.
-                yield ws, term, term_candidate(counts, ws, self.size_ms, self.n), timestamp
-        for ws in counts:
-            if expiry_time(ws, self.size_ms, self.lateness_ms, self.n) <= timestamp:
-                self.counts.remove(ws)
+                for term in sorted(bucket.by_window[ws]):
+                    yield ws, term, term_candidate(bucket.by_term[term], ws, self.size_ms, self.n), timestamp
+        for ws in [w for w in bucket.by_window if expiry_time(w, self.size_ms, self.lateness_ms, self.n) <= timestamp]:
+            for term in bucket.by_window.pop(ws):
+                self.counts.remove(f"{ws} {term}")
+                history = bucket.by_term[term]
+                del history[ws]
+                if not history:
+                    del bucket.by_term[term]
+            bucket.fire_timers.discard(ws)
+            bucket.expiry_timers.discard(ws)
 
 
 class Rank(KeyedProcessFunction):
@@ -281,11 +337,13 @@ def build(
     env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, config: Config, source: SourceFactory
 ) -> JobOutputs:
     """Wire the pipeline on `source`; the caller attaches sinks and executes."""
-    size_ms, include_summary = config.window_ms, config.include_summary
+    size_ms, include_summary, buckets = config.window_ms, config.include_summary, config.term_buckets
     p = config.parallelism
     # Every operator at the job's parallelism: a subtask that never gets data
     # would hold the watermark (and so every window) back.
     env.set_parallelism(p)
+    # Fixed, so key groups (and the term buckets' key labels) never depend on p.
+    env.set_max_parallelism(MAX_PARALLELISM)
 
     # (value, topic, partition, offset), timestamp = published_at
     records = source(env, t_env)
@@ -309,21 +367,25 @@ def build(
         .set_parallelism(p)
     )
 
-    # -> (term, window_start, article_id, feed_url, title, published_at, watermark)
+    # -> (bucket key, terms, window_start, article_id, feed_url, title, published_at, watermark):
+    # one record per term bucket the article's terms fall into (udfs/buckets.py).
     def explode(value):
         article, watermark = value
         ws = window_start(article.published_at, size_ms)
-        for term in article_terms(article, include_summary=include_summary):
-            yield term, ws, article.article_id, article.feed_url, article.title, article.published_at, watermark
+        terms = article_terms(article, include_summary=include_summary)
+        for key, bucket_terms in group_by_bucket(terms, buckets).items():
+            yield key, bucket_terms, ws, article.article_id, article.feed_url, article.title, article.published_at, watermark
 
     term_hits = articles.flat_map(explode).name("explode-terms").uid("explode-terms").set_parallelism(p)
 
     # -> (window_start, term, Candidate, watermark)
+    # The uid names the state layout ("<window_start> <term>" keyed by bucket); the
+    # earlier per-term layout ("term-windows") does not map onto it: upgrade by replay.
     candidates = (
-        term_hits.key_by(lambda v: v[0], key_type=Types.STRING())
+        term_hits.key_by(lambda v: v[0], key_type=Types.INT())
         .process(TermWindows(config))
         .name("term-windows")
-        .uid("term-windows")
+        .uid("term-windows-by-bucket")
         .set_parallelism(p)
     )
 
