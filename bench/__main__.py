@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--live-rate", type=float, default=200, help="live input rate, events/s")
     p.add_argument("--dedup-ttl", type=int, default=30_000, help="dedup TTL (ms) of the live run")
     p.add_argument("--timeout", type=float, default=3 * 3600, help="per-system limit, seconds")
+    p.add_argument("--taskmanagers", type=int, default=2,
+                   help="TaskManagers of the private cluster (one embedded Python, one GIL, each; default 2)")
     p.add_argument("--no-profile", action="store_true", help="skip py-spy on the TaskManager")
     p.add_argument("--keep-stack", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     kafka, controller, rest, rpc = stack.free_ports(4)
     base = load_config(
         {"state_dir": str(state_dir), "kafka_port": kafka, "kafka_controller_port": controller,
-         "flink_rest_port": rest, "flink_rpc_port": rpc},
+         "flink_rest_port": rest, "flink_rpc_port": rpc, "taskmanagers": args.taskmanagers},
         env={},
     )
     suffix = uuid.uuid4().hex[:8]

@@ -95,7 +95,7 @@ def measure_rebuild(
 ) -> dict:
     """Submit (the trends job when `job` is None), time the rebuild, cancel the job."""
     pids = stack.status(config)["pids"]
-    flink_pids = tuple(pids[k] for k in ("taskmanager", "jobmanager") if k in pids)
+    flink_pids = tuple(pid for role, pid in pids.items() if role.startswith("taskmanager") or role == "jobmanager")
     if job is None:
         job_id = operations.start_job(config, None, echo=lambda line: None)
     else:

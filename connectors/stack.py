@@ -82,7 +82,12 @@ class StackPaths:
         return self.root / "stack.json"
 
     def pid_file(self, name: str) -> Path:
-        return {"kafka": self.kafka, "jobmanager": self.flink, "taskmanager": self.flink}[name] / f"{name}.pid"
+        return (self.kafka if name == "kafka" else self.flink) / f"{name}.pid"
+
+    def taskmanager_roles(self) -> list[str]:
+        """Every TaskManager with a pid file: "taskmanager", "taskmanager-2", ..."""
+        found = sorted(p.stem for p in self.flink.glob("taskmanager*.pid")) if self.flink.exists() else []
+        return sorted(set(found) | {"taskmanager"}, key=_role_order)
 
     def log_file(self, name: str) -> Path:
         return (self.kafka / "logs" if name == "kafka" else self.flink_log) / f"{name}.out"
@@ -404,9 +409,20 @@ def assemble_flink_lib(config: Config) -> Path:
     return paths.flink_lib
 
 
+def _role_order(role: str) -> tuple[int, str]:
+    number = role.rpartition("-")[2]
+    return (int(number) if number.isdigit() else 1, role)
+
+
+def taskmanager_roles(config: Config) -> list[str]:
+    """The TaskManagers `up` starts: one JVM (and one embedded Python, one GIL) each."""
+    return ["taskmanager"] + [f"taskmanager-{i}" for i in range(2, config.taskmanagers + 1)]
+
+
 def _flink_markers(paths: StackPaths, role: str) -> tuple[str, str]:
     # Until the launcher script execs java, only the script's path is on its command line.
-    return str(paths.flink_conf), str(pyflink_home() / "bin" / f"{role}.sh")
+    script = "jobmanager.sh" if role == "jobmanager" else "taskmanager.sh"
+    return str(paths.flink_conf), str(pyflink_home() / "bin" / script)
 
 
 def _flink_script(name: str) -> list[str]:
@@ -433,7 +449,8 @@ def start_flink(config: Config) -> dict[str, str]:
     paths.flink_log.mkdir(parents=True, exist_ok=True)
     env = flink_env(config)
     result = {}
-    for role, script in (("jobmanager", "jobmanager.sh"), ("taskmanager", "taskmanager.sh")):
+    roles = [("jobmanager", "jobmanager.sh")] + [(role, "taskmanager.sh") for role in taskmanager_roles(config)]
+    for role, script in roles:
         if running_pid(paths.pid_file(role), *_flink_markers(paths, role)):
             result[role] = "already running"
             continue
@@ -476,7 +493,7 @@ def up(config: Config, *, timeout_s: float = 120.0, echo: Callable[[str], None] 
 
     kafka_state = start_kafka(config)
     flink_state = start_flink(config)
-    echo(f"kafka: {kafka_state}; jobmanager: {flink_state['jobmanager']}; taskmanager: {flink_state['taskmanager']}")
+    echo(f"kafka: {kafka_state}; " + "; ".join(f"{role}: {state}" for role, state in flink_state.items()))
 
     def kafka_alive() -> bool:
         if not running_pid(paths.pid_file("kafka"), str(paths.kafka / "server.properties")):
@@ -486,16 +503,17 @@ def up(config: Config, *, timeout_s: float = 120.0, echo: Callable[[str], None] 
     _wait("Kafka", kafka_alive, timeout_s=timeout_s, log=paths.kafka / "logs" / "server.log")
 
     def flink_ready() -> bool:
-        for role in ("jobmanager", "taskmanager"):
+        for role in ["jobmanager", *taskmanager_roles(config)]:
             if not running_pid(paths.pid_file(role), *_flink_markers(paths, role)):
                 raise StackError(f"Flink {role} exited during start; see {paths.log_file(role)}")
         overview = _flink_overview(config)
         if not overview:
             return False
-        # A free slot, unless running jobs hold them all (up must not wait forever then).
-        return overview.get("slots-available", 0) > 0 or (
-            overview.get("taskmanagers", 0) > 0 and overview.get("jobs-running", 0) > 0
-        )
+        # Every TaskManager registered, and a free slot unless running jobs hold them
+        # all (up must not wait forever then).
+        if overview.get("taskmanagers", 0) < config.taskmanagers:
+            return False
+        return overview.get("slots-available", 0) > 0 or overview.get("jobs-running", 0) > 0
 
     _wait("Flink", flink_ready, timeout_s=timeout_s, log=paths.flink_log)
     echo(f"Kafka bootstrap:  {config.kafka_bootstrap}   (logs: {paths.kafka / 'logs'})")
@@ -506,7 +524,7 @@ def up(config: Config, *, timeout_s: float = 120.0, echo: Callable[[str], None] 
 def down(config: Config, *, echo: Callable[[str], None] = print) -> None:
     paths = StackPaths(config.state_dir)
     markers = {
-        "taskmanager": _flink_markers(paths, "taskmanager"),
+        **{role: _flink_markers(paths, role) for role in paths.taskmanager_roles()},
         "jobmanager": _flink_markers(paths, "jobmanager"),
         "kafka": (str(paths.kafka / "server.properties"),),
     }
@@ -526,7 +544,7 @@ def status(config: Config) -> dict:
     procs = {
         "kafka": running_pid(paths.pid_file("kafka"), str(paths.kafka / "server.properties")),
         "jobmanager": running_pid(paths.pid_file("jobmanager"), *_flink_markers(paths, "jobmanager")),
-        "taskmanager": running_pid(paths.pid_file("taskmanager"), *_flink_markers(paths, "taskmanager")),
+        **{role: running_pid(paths.pid_file(role), *_flink_markers(paths, role)) for role in paths.taskmanager_roles()},
     }
     overview = _flink_overview(config) if procs["jobmanager"] else None
     jobs: list[dict] = []

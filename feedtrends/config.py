@@ -56,6 +56,9 @@ class Config:
     kafka_controller_port: int = 9093
     flink_rest_port: int = 8081
     flink_rpc_port: int = 6123
+    # TaskManagers `up` starts.  Python runs inside each (thread mode) under one
+    # GIL per process, so a second TaskManager is what lets Python use a second core.
+    taskmanagers: int = 1
     # Where clients find Kafka; empty means the local stack's broker.
     bootstrap: str = ""
     # Flink REST endpoint used by `flink run`; empty means the local stack's.
@@ -104,7 +107,7 @@ class Config:
             raise ConfigError("window_ms must be positive")
         if self.lateness_ms < 0:
             raise ConfigError("lateness_ms must be >= 0 (or -1 for one window)")
-        for name in ("partitions", "baseline_windows", "min_support", "examples", "parallelism", "term_buckets"):
+        for name in ("partitions", "baseline_windows", "min_support", "examples", "parallelism", "term_buckets", "taskmanagers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         if self.term_buckets > 128:

@@ -32,11 +32,11 @@ def stack_config(state_dir, **overrides) -> Config:
 
 
 @contextlib.contextmanager
-def running_stack(state_dir) -> Iterator[Config]:
+def running_stack(state_dir, **overrides) -> Iterator[Config]:
     """A private stack for the duration of the block, stopped (by pid) even if the block fails."""
     from connectors import stack as local_stack
 
-    config = stack_config(state_dir)
+    config = stack_config(state_dir, **overrides)
     try:
         local_stack.up(config, echo=lambda line: None)
         yield config
@@ -62,7 +62,9 @@ def job_config(stack: Config, topics: dict[str, str], parquet_dir, name: str, **
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as config:
+    # Two TaskManagers, as the benchmark runs: jobs at parallelism 2 get one slot on
+    # each (taskmanager.load-balance.mode), so their shuffles cross processes.
+    with running_stack(tmp_path_factory.mktemp("stack"), taskmanagers=2) as config:
         yield config
 
 

@@ -31,12 +31,13 @@ def _alive(pid: int) -> bool:
 
 
 def test_up_is_idempotent_restarts_a_dead_taskmanager_and_down_leaves_nothing(tmp_path) -> None:
-    config = stack_config(tmp_path / "state")
+    # Two TaskManagers: up starts both, down stops both.
+    config = stack_config(tmp_path / "state", taskmanagers=2)
     paths = StackPaths(config.state_dir)
     try:
         first = _cli(config, "up")
         assert first.returncode == 0, first.stderr
-        assert "kafka: started; jobmanager: started; taskmanager: started" in first.stdout
+        assert "kafka: started; jobmanager: started; taskmanager: started; taskmanager-2: started" in first.stdout
         assert f"http://127.0.0.1:{config.flink_rest_port}" in first.stdout
 
         status = json.loads(_cli(config, "status", "--json").stdout)
@@ -45,7 +46,8 @@ def test_up_is_idempotent_restarts_a_dead_taskmanager_and_down_leaves_nothing(tm
         assert status["flink_rest_url"] == f"http://127.0.0.1:{config.flink_rest_port}"
         assert status["slots_available"] >= 1 and status["jobs"] == []
         pids = status["pids"]
-        assert set(pids) == {"kafka", "jobmanager", "taskmanager"}
+        assert set(pids) == {"kafka", "jobmanager", "taskmanager", "taskmanager-2"}
+        assert status["taskmanagers"] == 2
 
         again = _cli(config, "up")
         assert again.returncode == 0, again.stderr
@@ -74,3 +76,4 @@ def test_up_is_idempotent_restarts_a_dead_taskmanager_and_down_leaves_nothing(tm
     assert "not running" in _cli(config, "down").stdout
     # Kafka's data survives down: formatted once, kept for the next up.
     assert (paths.kafka / "data" / "meta.properties").exists()
+

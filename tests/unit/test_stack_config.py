@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import uuid
 
+import pytest
+
 from connectors import stack
-from feedtrends.config import load_config
+from feedtrends.config import ConfigError, load_config
 
 
 def test_kafka_format_command_takes_cluster_ids_starting_with_a_dash(tmp_path, monkeypatch) -> None:
@@ -59,3 +61,23 @@ def test_flink_conf_is_rendered_with_this_stacks_paths_and_ports(tmp_path) -> No
     assert conf["execution.checkpointing.externalized-checkpoint-retention"] == "RETAIN_ON_CANCELLATION"
     assert conf["state.backend.type"] == "rocksdb"
     assert conf["rest.bind-address"] == "127.0.0.1"
+
+
+def test_taskmanager_roles_and_their_pid_files(tmp_path) -> None:
+    from connectors.stack import StackPaths, taskmanager_roles
+
+    config = load_config({"state_dir": str(tmp_path), "taskmanagers": 3}, env={})
+    assert taskmanager_roles(config) == ["taskmanager", "taskmanager-2", "taskmanager-3"]
+    paths = StackPaths(tmp_path)
+    assert paths.pid_file("taskmanager-2") == tmp_path / "flink" / "taskmanager-2.pid"
+    # down finds every TaskManager a previous up started, whatever the config says now.
+    (tmp_path / "flink").mkdir()
+    for role in ("taskmanager", "taskmanager-10", "taskmanager-2"):
+        paths.pid_file(role).write_text("1")
+    assert paths.taskmanager_roles() == ["taskmanager", "taskmanager-2", "taskmanager-10"]
+
+
+def test_counts_are_validated(tmp_path) -> None:
+    for name, bad in (("taskmanagers", 0), ("term_buckets", 0), ("term_buckets", 129)):
+        with pytest.raises(ConfigError, match=name):
+            load_config({"state_dir": str(tmp_path), name: bad}, env={})
