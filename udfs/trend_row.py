@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -56,6 +56,11 @@ class TrendRow:
     revision: int
     emitted_at: int
     examples: tuple[str, ...]
+
+    def __reduce__(self):
+        # Kept in the ranker's state pickled: rebuilding from the fields is ~3x faster
+        # than the generated pickling of a frozen slotted dataclass.
+        return TrendRow, tuple(getattr(self, name) for name in _TREND_ROW_FIELDS)
 
     def key(self) -> str:
         """Stable upsert key: one per (window, term), shared by all revisions."""
@@ -116,3 +121,6 @@ class TrendRow:
         record = self.as_dict()
         record["window_date"] = utc_date(self.window_start)
         return record
+
+
+_TREND_ROW_FIELDS = tuple(f.name for f in fields(TrendRow))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from udfs.event import (
@@ -70,6 +70,11 @@ class Article:
     published_at_source: str
     fetched_at: int
 
+    def __reduce__(self):
+        # Articles cross between Flink operators pickled; the generated pickling of a
+        # frozen slotted dataclass is ~3x slower than rebuilding it from its fields.
+        return Article, tuple(getattr(self, name) for name in _ARTICLE_FIELDS)
+
     def to_event(self) -> dict[str, Any]:
         """The schema-v1 JSON object again (used by the late output, so it can be replayed)."""
         return {
@@ -87,6 +92,9 @@ class Article:
             "published_at_source": self.published_at_source,
             "fetched_at": self.fetched_at,
         }
+
+
+_ARTICLE_FIELDS = tuple(f.name for f in fields(Article))
 
 
 @dataclass(frozen=True, slots=True)

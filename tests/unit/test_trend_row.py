@@ -112,3 +112,11 @@ def test_values_crossing_operators_pickle() -> None:
     ]
     for value in values:
         assert pickle.loads(pickle.dumps(value)) == value
+
+
+def test_pickles_round_trip_with_every_field() -> None:
+    # Rows live pickled in the ranker's state (TrendRow.__reduce__).
+    import pickle
+
+    row = TrendRow(0, 3_600_000, "bank england", 4, 2, 1.5, 1.9, None, 3, 123, ("a", "b"))
+    assert pickle.loads(pickle.dumps(row)) == row

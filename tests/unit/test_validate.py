@@ -120,3 +120,12 @@ def test_dedup_step_first_copy_wins() -> None:
     assert isinstance(article, Article)
     assert dedup_step(False, article) == (True, True)
     assert dedup_step(True, article) == (True, False)
+
+
+def test_articles_pickle_round_trip() -> None:
+    # Articles cross between Flink operators pickled (Article.__reduce__).
+    import pickle
+
+    article = parse_event(encode(event()))
+    assert isinstance(article, Article)
+    assert pickle.loads(pickle.dumps(article)) == article
