@@ -16,16 +16,8 @@ from __future__ import annotations
 
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
+from connectors.flink_io import sql_interval
 from feedtrends.config import load_config
-
-
-def _interval(ms: int) -> str:
-    """An exact SQL interval literal (`INTERVAL '3600' SECOND` overflows the default precision)."""
-    days, rest = divmod(ms, 86_400_000)
-    hours, rest = divmod(rest, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    seconds, millis = divmod(rest, 1000)
-    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
 
 
 def main() -> None:
@@ -46,7 +38,7 @@ def main() -> None:
           published_at BIGINT,
           ts AS TO_TIMESTAMP_LTZ(published_at, 3),
           pt AS PROCTIME(),
-          WATERMARK FOR ts AS ts - {_interval(c.out_of_orderness_ms + 1)}
+          WATERMARK FOR ts AS ts - {sql_interval(c.out_of_orderness_ms + 1)}
         ) WITH (
           'connector' = 'kafka',
           'topic' = '{c.events_topic}',
@@ -68,7 +60,7 @@ def main() -> None:
         t_env.execute_sql(
             f"CREATE TABLE {name} (window_start TIMESTAMP(3), term STRING, articles BIGINT) WITH ('connector' = 'blackhole')"
         )
-    size = _interval(c.window_ms)
+    size = sql_interval(c.window_ms)
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"""
         INSERT INTO feed_counts

@@ -62,7 +62,7 @@ PARQUET_COLUMNS = [c for c in TREND_COLUMNS if c[0] not in ("kafka_key", "kafka_
 
 # Watermarks are "max timestamp - out-of-orderness - 1", as in Flink's
 # BoundedOutOfOrderness generator (SQL's `ts - INTERVAL` has no "- 1": we add 1 ms).
-def _interval(ms: int) -> str:
+def sql_interval(ms: int) -> str:
     """A SQL interval literal of exactly `ms` milliseconds (day precision 2: < 100 days)."""
     days, rest = divmod(ms, 86_400_000)
     hours, rest = divmod(rest, 3_600_000)
@@ -123,7 +123,7 @@ class KafkaRecordSource:
                  WHEN `record_ts` < TO_TIMESTAMP_LTZ(946684800000, 3)
                    OR `record_ts` > CURRENT_TIMESTAMP + INTERVAL '1' DAY
                  THEN TO_TIMESTAMP_LTZ(0, 3) ELSE `record_ts` END,
-              WATERMARK FOR `event_time` AS `event_time` - {_interval(c.out_of_orderness_ms + 1)}
+              WATERMARK FOR `event_time` AS `event_time` - {sql_interval(c.out_of_orderness_ms + 1)}
             ) WITH (
               {_with(options)}
             )"""
@@ -164,7 +164,7 @@ class CollectionRecordSource:
             .column("offset", DataTypes.BIGINT())
             .column("ts_ms", DataTypes.BIGINT())
             .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
-            .watermark("event_time", f"event_time - {_interval(self.config.out_of_orderness_ms + 1)}")
+            .watermark("event_time", f"event_time - {sql_interval(self.config.out_of_orderness_ms + 1)}")
             .build()
         )
         # One subtask end to end, so each partition's records keep their order, as

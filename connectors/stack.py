@@ -84,7 +84,7 @@ class StackPaths:
     def pid_file(self, name: str) -> Path:
         return (self.kafka if name == "kafka" else self.flink) / f"{name}.pid"
 
-    def taskmanager_roles(self) -> list[str]:
+    def started_taskmanagers(self) -> list[str]:
         """Every TaskManager with a pid file: "taskmanager", "taskmanager-2", ..."""
         found = sorted(p.stem for p in self.flink.glob("taskmanager*.pid")) if self.flink.exists() else []
         return sorted(set(found) | {"taskmanager"}, key=_role_order)
@@ -524,7 +524,7 @@ def up(config: Config, *, timeout_s: float = 120.0, echo: Callable[[str], None] 
 def down(config: Config, *, echo: Callable[[str], None] = print) -> None:
     paths = StackPaths(config.state_dir)
     markers = {
-        **{role: _flink_markers(paths, role) for role in paths.taskmanager_roles()},
+        **{role: _flink_markers(paths, role) for role in paths.started_taskmanagers()},
         "jobmanager": _flink_markers(paths, "jobmanager"),
         "kafka": (str(paths.kafka / "server.properties"),),
     }
@@ -544,7 +544,7 @@ def status(config: Config) -> dict:
     procs = {
         "kafka": running_pid(paths.pid_file("kafka"), str(paths.kafka / "server.properties")),
         "jobmanager": running_pid(paths.pid_file("jobmanager"), *_flink_markers(paths, "jobmanager")),
-        **{role: running_pid(paths.pid_file(role), *_flink_markers(paths, role)) for role in paths.taskmanager_roles()},
+        **{role: running_pid(paths.pid_file(role), *_flink_markers(paths, role)) for role in paths.started_taskmanagers()},
     }
     overview = _flink_overview(config) if procs["jobmanager"] else None
     jobs: list[dict] = []

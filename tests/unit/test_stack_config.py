@@ -74,7 +74,7 @@ def test_taskmanager_roles_and_their_pid_files(tmp_path) -> None:
     (tmp_path / "flink").mkdir()
     for role in ("taskmanager", "taskmanager-10", "taskmanager-2"):
         paths.pid_file(role).write_text("1")
-    assert paths.taskmanager_roles() == ["taskmanager", "taskmanager-2", "taskmanager-10"]
+    assert paths.started_taskmanagers() == ["taskmanager", "taskmanager-2", "taskmanager-10"]
 
 
 def test_counts_are_validated(tmp_path) -> None:
