@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from feedtrends.config import REPO_ROOT, Config
+from connectors.retry import FlinkUnreachable, flink_call
 from connectors.stack import StackError, StackPaths, flink_env, pyflink_home
 
 TRENDS_JOB = REPO_ROOT / "jobs" / "trends.py"
@@ -25,6 +26,21 @@ class ClusterError(RuntimeError):
 
 
 def _rest(config: Config, path: str, method: str = "GET", body: dict | None = None, timeout_s: float = 10.0) -> dict:
+    """One REST call, retried (connectors/retry.py) while the cluster is unreachable or busy."""
+    return flink_call(
+        f"{method} {path}",
+        lambda left_s: _rest_once(config, path, method, body, max(1.0, min(timeout_s, left_s))),
+        url=config.flink_rest_url,
+        deadline_s=config.retry_deadline_ms / 1000,
+    )
+
+
+# Worth retrying: a proxy or a JobManager that is (re)starting.  Anything else (404 for
+# an unknown job, 400 for a bad request, 500 from a failed operation) retrying cannot fix.
+_RETRIABLE_HTTP = (502, 503, 504)
+
+
+def _rest_once(config: Config, path: str, method: str, body: dict | None, timeout_s: float) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
         config.flink_rest_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
@@ -33,9 +49,16 @@ def _rest(config: Config, path: str, method: str = "GET", body: dict | None = No
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             raw = resp.read()
     except urllib.error.HTTPError as exc:
+        if exc.code in _RETRIABLE_HTTP:
+            raise FlinkUnreachable(f"HTTP {exc.code}") from None
         raise ClusterError(f"Flink REST {method} {path}: HTTP {exc.code} {exc.read()[:300]!r}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise ClusterError(f"Flink cluster unreachable at {config.flink_rest_url}: {exc}") from None
+        reason = getattr(exc, "reason", exc)
+        # A request that never reached the server is safe to send again; a timed-out
+        # GET is too.  A timed-out PATCH/POST (cancel, stop) may have been acted on.
+        if method == "GET" or isinstance(reason, ConnectionRefusedError):
+            raise FlinkUnreachable(str(reason)) from None
+        raise ClusterError(f"Flink cluster at {config.flink_rest_url}: {method} {path} failed: {reason}") from None
     return json.loads(raw) if raw else {}
 
 

@@ -1,4 +1,9 @@
-"""The product's Kafka topics, created once with the partition counts we want."""
+"""The product's Kafka topics, created once with the partition counts we want.
+
+Every public function runs its Kafka calls through `connectors.retry.kafka_call`: a
+broker that is still starting (no controller, no group coordinator yet) is retried
+until the configured deadline instead of failing the operation.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,12 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from connectors.retry import KafkaTimeouts, kafka_call
 from feedtrends.config import Config
+
+
+def _kafka(config: Config, what: str, call):
+    return kafka_call(what, call, bootstrap=config.kafka_bootstrap, deadline_s=config.retry_deadline_ms / 1000)
 
 
 def product_topics(config: Config) -> dict[str, int]:
@@ -21,8 +31,12 @@ def product_topics(config: Config) -> dict[str, int]:
 
 def ensure_topics(config: Config, topics: dict[str, int] | None = None) -> dict[str, bool]:
     """Create missing topics (replication 1: one local broker).  Returns topic -> created."""
+    return _kafka(config, "create topics", lambda timeouts: _ensure_topics(config, topics, timeouts))
+
+
+def _ensure_topics(config: Config, topics: dict[str, int] | None, timeouts: KafkaTimeouts) -> dict[str, bool]:
     topics = topics or product_topics(config)
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, request_timeout_ms=15000)
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, **timeouts.client_options())
     try:
         existing = set(admin.list_topics())
         missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
@@ -30,14 +44,18 @@ def ensure_topics(config: Config, topics: dict[str, int] | None = None) -> dict[
             try:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
-                pass  # created concurrently: fine, that is what we wanted
+                pass  # created concurrently (or by an earlier attempt): that is what we wanted
         return {name: name not in existing for name in topics}
     finally:
         admin.close()
 
 
 def delete_topics(config: Config, names: list[str]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, request_timeout_ms=15000)
+    _kafka(config, "delete topics", lambda timeouts: _delete_topics(config, names, timeouts))
+
+
+def _delete_topics(config: Config, names: list[str], timeouts: KafkaTimeouts) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, **timeouts.client_options())
     try:
         present = [n for n in names if n in set(admin.list_topics())]
         if present:
@@ -48,11 +66,21 @@ def delete_topics(config: Config, names: list[str]) -> None:
 
 def consumer_lag(config: Config, group_id: str, topic: str) -> dict[int, dict[str, int | None]]:
     """Per partition: end offset, the group's committed offset (None: nothing committed yet), lag."""
+    return _kafka(config, f"offsets of group {group_id}", lambda timeouts: _consumer_lag(config, group_id, topic, timeouts))
+
+
+def _consumer_lag(config: Config, group_id: str, topic: str, timeouts: KafkaTimeouts) -> dict[int, dict[str, int | None]]:
     from kafka import KafkaConsumer, TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, request_timeout_ms=15000)
-    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, enable_auto_commit=False)
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, **timeouts.client_options())
     try:
+        consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, enable_auto_commit=False, **timeouts.client_options())
+    except BaseException:
+        admin.close()
+        raise
+    try:
+        # A brand-new group has no coordinator for a moment after a broker start
+        # (CoordinatorNotAvailableError, retriable): kafka_call retries it.
         committed = admin.list_group_offsets(group_id).get(group_id, {})
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -73,9 +101,13 @@ def consumer_lag(config: Config, group_id: str, topic: str) -> dict[int, dict[st
 
 
 def end_offsets(config: Config, topic: str) -> dict[int, int]:
+    return _kafka(config, f"end offsets of {topic}", lambda timeouts: _end_offsets(config, topic, timeouts))
+
+
+def _end_offsets(config: Config, topic: str, timeouts: KafkaTimeouts) -> dict[int, int]:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, enable_auto_commit=False, **timeouts.client_options())
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

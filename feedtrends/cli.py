@@ -11,13 +11,19 @@
     feedtrends trends [--limit N]               print the windows and top terms from Parquet
     feedtrends demo                             everything above, end to end
 
-Errors are one line on stderr and a non-zero exit code, never a traceback.
+Errors are one line on stderr and a documented exit code, never a traceback:
+
+    0 ok;  1 refused, failed or nothing to do;  2 bad input (arguments, configuration,
+    files);  3 a backend (Kafka, Flink) still unreachable when the retry deadline
+    passed;  130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -67,10 +73,14 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_trends(args: argparse.Namespace) -> int:
-    from connectors.trend_store import print_windows
+    from connectors.trend_store import print_windows, read_latest
     from connectors.versions import current_version
+    from feedtrends.operations import OperationError
 
-    return 0 if print_windows(current_version(_config(args)).parquet_dir, top=args.top) else 1
+    parquet_dir = current_version(_config(args)).parquet_dir
+    if read_latest(parquet_dir).num_rows == 0:
+        raise OperationError(f"no trend rows in {parquet_dir} yet (windows appear once the watermark passes their end)")
+    return 0 if print_windows(parquet_dir, top=args.top) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -119,13 +129,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage is in `--help`)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from connectors.feed_server import add_serve_feeds_arguments, serve_feeds_command
     from feedtrends.operations import add_operations_arguments
     from feedtrends.query_cli import add_query_arguments
     from connectors.ingest import add_generate_arguments, add_ingest_arguments, generate_command, ingest_command
 
-    parser = argparse.ArgumentParser(prog="feedtrends", description="Trending terms from news feeds.")
+    parser = OneLineParser(prog="feedtrends", description="Trending terms from news feeds.")
     parser.add_argument("--state-dir", help="local stack state (default: $FEEDTRENDS_STATE_DIR or ./.state)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -150,18 +167,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from connectors.flink_cluster import ClusterError
-    from connectors.stack import StackError
+def _terminated(signum, frame) -> None:
+    # SIGTERM unwinds like Ctrl-C, so a replay stops the job it started (operations.replay).
+    raise SystemExit(143)
 
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Kafka clients log every failed connection attempt; the retry helpers report the
+    # outcome in one line instead.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:
+        pass  # not the main thread (an embedding caller keeps its own handler)
     args = build_parser().parse_args(argv)
+    name = " ".join(p for p in (args.command, getattr(args, "query_kind", None)) if p)
     try:
         return args.func(args)
-    except (ConfigError, StackError, ClusterError) as exc:
-        print(f"feedtrends {args.command}: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
+        print(f"feedtrends {name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        code, message = _exit_code(exc), _one_line(exc)
+        if code is None:  # a bug: still one line, saying what it was
+            code, message = 1, f"unexpected {type(exc).__name__}: {message}"
+    print(f"feedtrends {name}: {message}", file=sys.stderr)
+    return code
+
+
+def _exit_code(exc: Exception) -> int | None:
+    """The documented exit code of an error, None for one nobody expected."""
+    from connectors.flink_cluster import ClusterError
+    from connectors.retry import BackendRefused, BackendUnavailable
+    from connectors.stack import StackError
+    from feedtrends.operations import OperationError
+
+    if isinstance(exc, ConfigError):
+        return 2
+    if isinstance(exc, (OperationError, BackendUnavailable, BackendRefused)):
+        return exc.exit_code
+    if isinstance(exc, (StackError, ClusterError)):
+        return 1
+    if isinstance(exc, (OSError, ValueError)):
+        return 2  # a path that cannot be used, a value the parsers let through
+    return None
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ class Config:
     bootstrap: str = ""
     # Flink REST endpoint used by `flink run`; empty means the local stack's.
     jobmanager: str = ""
+    # How long an operation retries a backend's retriable errors (a broker or
+    # JobManager still starting) before it fails with one line (connectors/retry.py).
+    retry_deadline_ms: int = _duration("30s")
 
     # Topics.
     events_topic: str = "feed-events"
@@ -103,6 +106,8 @@ class Config:
             port = getattr(self, name)
             if not 0 < port < 65536:
                 raise ConfigError(f"{name}: {port} is not a TCP port")
+        if self.retry_deadline_ms < 0:
+            raise ConfigError("retry_deadline_ms must be >= 0")
         if self.window_ms <= 0:
             raise ConfigError("window_ms must be positive")
         if self.lateness_ms < 0:

@@ -65,6 +65,11 @@ _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w
 _RELATIVE = re.compile(r"^(?:now)?\s*-\s*(\d+)\s*(ms|s|m|h|d|w)$", re.ASCII)
 _EPOCH_MS = re.compile(r"^\d+$", re.ASCII)
 
+# What a UTC datetime can show (years 1-9999): a time outside cannot be printed or
+# compared with a window, so it is bad input rather than an overflow later.
+_MIN_MS = (_dt.datetime(1, 1, 1, tzinfo=_dt.timezone.utc) - _EPOCH) // _dt.timedelta(milliseconds=1)
+_MAX_MS = (_dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=_dt.timezone.utc) - _EPOCH) // _dt.timedelta(milliseconds=1)
+
 TIME_HELP = "ISO-8601 (naive = UTC; Z or +02:00 allowed), epoch ms, now, or relative: -30m, -24h, -7d"
 
 
@@ -75,6 +80,13 @@ def parse_time_ms(text: str, now_ms: int) -> int:
     with or without a `Z`/offset (naive means UTC: the job's windows are UTC),
     `now`, and `-<n><unit>` relative to `now_ms` (units ms, s, m, h, d, w).
     """
+    value = _parse_time_ms(text, now_ms)
+    if not _MIN_MS <= value <= _MAX_MS:
+        raise QueryInputError(f"time out of range: {text!r} (years 1-9999; epoch ms up to {_MAX_MS})")
+    return value
+
+
+def _parse_time_ms(text: str, now_ms: int) -> int:
     s = str(text).strip()
     lowered = s.lower()
     if not s:

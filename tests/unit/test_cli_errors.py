@@ -18,6 +18,7 @@ def _run(tmp_path, *args: str, **env_overrides: str) -> subprocess.CompletedProc
         FEEDTRENDS_STATE_DIR=str(tmp_path),
         FEEDTRENDS_FLINK_REST_PORT=str(port),
         FEEDTRENDS_KAFKA_PORT=str(port),
+        FEEDTRENDS_RETRY_DEADLINE_MS="1s",
     )
     env.update(env_overrides)
     return subprocess.run(
@@ -28,8 +29,8 @@ def _run(tmp_path, *args: str, **env_overrides: str) -> subprocess.CompletedProc
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (("submit",), 2, "Flink cluster unreachable at http://127.0.0.1:"),
-        (("stop", "--savepoint"), 2, "Flink cluster unreachable"),
+        (("submit",), 3, "Flink cluster unreachable at http://127.0.0.1:"),
+        (("stop", "--savepoint"), 3, "Flink cluster unreachable"),
         (("resume", "/nonexistent/savepoint-1"), 2, "no such savepoint or checkpoint: /nonexistent/savepoint-1"),
         (("versions", "remove", "v9"), 2, "no such version: v9"),
     ],
