@@ -31,7 +31,12 @@ class OutputVersion:
     transactional_id_prefix: str
     dlq_topic: str
     late_topic: str
-    state: str = "live"  # "live" | "building"
+    state: str = "live"  # "live" | "building" | "failed"
+    # For "building": the pid of the replay building it, so a replay that died
+    # without cleaning up (SIGKILL, power loss) is recognised later.
+    owner_pid: int = 0
+    # What happened to a failed version, for `feedtrends versions`.
+    note: str = ""
 
 
 def _registry_path(config: Config) -> Path:
@@ -57,8 +62,10 @@ def load_versions(config: Config) -> tuple[str, dict[str, OutputVersion]]:
         v = default_version(config)
         return v.name, {v.name: v}
     data = json.loads(path.read_text())
+    known = {f.name for f in dataclasses.fields(OutputVersion)}
     versions = {
-        name: OutputVersion(**{**raw, "parquet_dir": Path(raw["parquet_dir"])}) for name, raw in data["versions"].items()
+        name: OutputVersion(**{k: v for k, v in raw.items() if k in known} | {"parquet_dir": Path(raw["parquet_dir"])})
+        for name, raw in data["versions"].items()
     }
     return data["current"], versions
 

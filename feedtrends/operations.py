@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from connectors import flink_cluster, stack
 from connectors.flink_cluster import ClusterError
 from connectors.topics import consumer_lag, delete_topics, end_offsets, ensure_topics, product_topics
-from connectors.versions import config_for, current_version, load_versions, next_version, save_versions
+from connectors.versions import OutputVersion, config_for, current_version, load_versions, next_version, save_versions
 from feedtrends.config import Config
 
 
@@ -148,16 +149,94 @@ def _caught_up(config: Config, targets: dict[int, int]) -> tuple[bool, int, int]
     return done, consumed, total
 
 
-def replay(config: Config, *, bounded: bool, timeout_s: float = 3600.0, echo=print) -> str:
-    """Rebuild from the earliest offset, with empty state, into a new output version."""
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mark_version(config: Config, name: str, **changes) -> None:
     current, versions = load_versions(config)
-    version = next_version(config)
+    if name in versions:
+        versions[name] = dataclasses.replace(versions[name], **changes)
+        save_versions(config, current, versions)
+
+
+def _abandon_replay(config: Config, version: OutputVersion, reason: str, *, echo=print) -> None:
+    """Stop the job a replay started and mark its version failed, saying why.
+
+    Never raises: it runs while another error (or Ctrl-C) is on its way out.
+    """
     vconf = config_for(config, version)
+    note = reason
+    try:
+        job = flink_cluster.running_job(vconf)
+        if job:
+            flink_cluster.cancel_job(vconf, job["jid"])
+            note += f"; its job {job['jid']} was cancelled"
+    except Exception as exc:  # the cluster may be what failed
+        note += f"; could not check or cancel its job {vconf.job_name}: {' '.join(str(exc).split())}"
+    try:
+        _mark_version(config, version.name, state="failed", owner_pid=0, note=note)
+        echo(f"version {version.name} marked failed ({note}); remove it with `feedtrends versions remove {version.name}`")
+    except Exception as exc:
+        echo(f"version {version.name}: could not record the failure: {exc}")
+
+
+def reconcile_versions(config: Config, *, echo=print) -> None:
+    """A version still "building" whose replay process is gone (killed) is abandoned now."""
+    _, versions = load_versions(config)
+    for version in versions.values():
+        if version.state == "building" and not _alive(version.owner_pid):
+            owner = f"pid {version.owner_pid}" if version.owner_pid else "an earlier build"
+            _abandon_replay(config, version, f"the replay building it ({owner}) exited before it finished", echo=echo)
+
+
+def replay(config: Config, *, bounded: bool, timeout_s: float = 3600.0, echo=print) -> str:
+    """Rebuild from the earliest offset, with empty state, into a new output version.
+
+    If anything fails or interrupts it (Ctrl-C, SIGTERM) after the version is
+    registered, the job it started is cancelled and the version is marked
+    `failed` with the reason: no job keeps running that nothing tracks.
+    """
+    if not timeout_s > 0:
+        raise OperationError(f"--timeout must be a positive number of seconds, not {timeout_s}", 2)
+    reconcile_versions(config, echo=echo)
     targets = end_offsets(config, config.events_topic)
     if not targets:
         raise OperationError(f"topic {config.events_topic} does not exist: nothing to replay")
+    current, versions = load_versions(config)
+    version = dataclasses.replace(next_version(config), owner_pid=os.getpid())
     versions[version.name] = version
     save_versions(config, current, versions)
+    try:
+        _build_version(config, version, targets, bounded=bounded, timeout_s=timeout_s, echo=echo)
+    except KeyboardInterrupt:
+        _abandon_replay(config, version, "interrupted", echo=echo)
+        raise
+    except SystemExit as exc:
+        _abandon_replay(config, version, f"terminated (exit {exc.code})", echo=echo)
+        raise
+    except BaseException as exc:
+        _abandon_replay(config, version, f"failed: {' '.join(str(exc).split()) or type(exc).__name__}", echo=echo)
+        raise
+    _, versions = load_versions(config)
+    versions[version.name] = dataclasses.replace(versions[version.name], state="live", owner_pid=0)
+    save_versions(config, version.name, versions)  # live and current in one atomic write
+    echo(f"version {version.name} is now current (query reads it); older versions stay until `feedtrends versions remove`")
+    return version.name
+
+
+def _build_version(
+    config: Config, version: OutputVersion, targets: dict[int, int], *, bounded: bool, timeout_s: float, echo
+) -> None:
+    vconf = config_for(config, version)
     echo(f"replaying {config.events_topic} from the earliest offset into version {version.name}")
     echo(f"  topic {version.trends_topic}, Parquet {version.parquet_dir}")
     job_id = start_job(vconf, None, echo=echo)
@@ -173,7 +252,7 @@ def replay(config: Config, *, bounded: bool, timeout_s: float = 3600.0, echo=pri
         if flink_cluster.job_details(vconf, job_id)["state"] not in ("RUNNING", "RESTARTING", "INITIALIZING", "CREATED"):
             raise OperationError(f"replay job {job_id} stopped before catching up; see {vconf.flink_rest_url}")
         if time.monotonic() > deadline:
-            raise OperationError(f"replay did not catch up within {timeout_s:.0f}s (job {job_id} keeps running)")
+            raise OperationError(f"replay did not catch up within {timeout_s:.0f}s")
         time.sleep(2)
     if interactive:
         print(file=sys.stderr)
@@ -191,11 +270,6 @@ def replay(config: Config, *, bounded: bool, timeout_s: float = 3600.0, echo=pri
     if bounded:
         location = flink_cluster.stop_with_savepoint(vconf, job_id)
         echo(f"caught up with the end offsets seen at the start; stopped with savepoint {location}")
-    _, versions = load_versions(config)
-    versions[version.name] = dataclasses.replace(version, state="live")
-    save_versions(config, version.name, versions)
-    echo(f"version {version.name} is now current (query reads it); older versions stay until `feedtrends versions remove`")
-    return version.name
 
 
 def remove_version(config: Config, name: str, *, echo=print) -> None:
@@ -204,6 +278,8 @@ def remove_version(config: Config, name: str, *, echo=print) -> None:
         raise OperationError(f"no such version: {name} (have: {', '.join(versions)})", 2)
     if name == current:
         raise OperationError(f"{name} is the current version; replay or switch before removing it")
+    if versions[name].state == "building" and _alive(versions[name].owner_pid):
+        raise OperationError(f"{name} is being built by a replay (pid {versions[name].owner_pid}); stop that first")
     vconf = config_for(config, versions[name])
     if flink_cluster.running_job(vconf):
         raise OperationError(f"the job of {name} ({vconf.job_name}) is running; stop it first")
@@ -239,9 +315,11 @@ def add_operations_arguments(sub: argparse._SubParsersAction, config_of) -> None
         if args.action == "remove":
             remove_version(config, args.name)
             return 0
+        reconcile_versions(config, echo=lambda line: print(line, file=sys.stderr))
         current, versions = load_versions(config)
         for name, v in versions.items():
-            print(f"{'*' if name == current else ' '} {name:<4} {v.state:<9} {v.trends_topic:<24} {v.parquet_dir}")
+            note = f"  ({v.note})" if v.note else ""
+            print(f"{'*' if name == current else ' '} {name:<4} {v.state:<9} {v.trends_topic:<24} {v.parquet_dir}{note}")
         return 0
 
     p = sub.add_parser("submit", help="submit the trends job (resumes from its latest checkpoint/savepoint)")
