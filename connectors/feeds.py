@@ -10,9 +10,16 @@ Per-feed state survives between runs in a JSON state file:
     {"version": 1, "feeds": {"<feed url>": {
         "etag": str|null, "last_modified": str|null,   # HTTP validators
         "fingerprint": str|null,                       # file:// feeds: mtime_ns-size
-        "sent_event_ids": [..],                        # oldest first, bounded
+        "sent_event_ids": [..],                        # sent, and listed by the feed's latest document
+        "left_feed_at": {event id: epoch ms},          # sent, then no longer listed since then
         "consecutive_failures": int, "next_attempt_at": epoch ms,
         "last_status": str, "last_error": str|null}}}
+
+An id is remembered for as long as the feed lists it, however long that is (an
+evergreen article stays in some feeds for years), and forgotten only once it has
+been gone from the feed for longer than the job's dedup TTL: so memory is bounded
+by the feed's own size plus what left it within the TTL, and an entry that comes
+back is not sent again while the job might still count it as new.
 
 Validators and sent ids are only committed after the poll's events were
 delivered (see connectors/ingest.py): committing them earlier would make the
@@ -47,7 +54,7 @@ from udfs.entries import FeedSpec, normalize_entry
 log = logging.getLogger("feedtrends.feeds")
 
 STATE_VERSION = 1
-MAX_SENT_IDS_PER_FEED = 5000  # far above any feed's page size; bounds the state file
+DEFAULT_FORGET_AFTER_MS = 7 * 86_400_000  # the job's default dedup TTL (feedtrends/config.py)
 BACKOFF_BASE_MS = 60_000
 BACKOFF_MAX_MS = 6 * 3600 * 1000
 USER_AGENT = "feedtrends/1 (+https://example.invalid/feedtrends)"
@@ -109,6 +116,7 @@ def feed_state(state: dict[str, Any], feed_url: str) -> dict[str, Any]:
     entry.setdefault("last_modified", None)
     entry.setdefault("fingerprint", None)
     entry.setdefault("sent_event_ids", [])
+    entry.setdefault("left_feed_at", {})
     entry.setdefault("consecutive_failures", 0)
     entry.setdefault("next_attempt_at", 0)
     entry.setdefault("last_status", None)
@@ -138,7 +146,17 @@ def record_success(
     status: str,
     validators: Mapping[str, str | None],
     sent_event_ids: Iterable[str] = (),
+    listed_event_ids: Iterable[str] | None = None,
+    now_ms: int = 0,
+    forget_after_ms: int = DEFAULT_FORGET_AFTER_MS,
 ) -> None:
+    """Commit a delivered poll: validators, the ids just sent, and which ids the feed lists.
+
+    `listed_event_ids` are the ids of every usable entry in the document just parsed
+    (None: not known, e.g. "not modified", so nothing changes).  A remembered id the
+    document no longer lists starts its time away now; one away for longer than
+    `forget_after_ms` is forgotten.
+    """
     entry = feed_state(state, feed_url)
     entry["consecutive_failures"] = 0
     entry["next_attempt_at"] = 0
@@ -147,13 +165,26 @@ def record_success(
     if status == "ok":
         for key in ("etag", "last_modified", "fingerprint"):
             entry[key] = validators.get(key)
-    sent = entry["sent_event_ids"]
-    known = set(sent)
+    sent: list[str] = entry["sent_event_ids"]
+    left: dict[str, int] = entry["left_feed_at"]
+    known = set(sent) | set(left)
     for event_id in sent_event_ids:
         if event_id not in known:
             sent.append(event_id)
             known.add(event_id)
-    del sent[: max(0, len(sent) - MAX_SENT_IDS_PER_FEED)]
+    if listed_event_ids is None:
+        return
+    listed = set(listed_event_ids)
+    for event_id in sent:
+        if event_id not in listed:
+            left.setdefault(event_id, now_ms)
+    entry["sent_event_ids"] = [event_id for event_id in known if event_id in listed]
+    entry["sent_event_ids"].sort()  # a stable state file
+    entry["left_feed_at"] = {
+        event_id: since
+        for event_id, since in sorted(left.items())
+        if event_id not in listed and now_ms - since <= forget_after_ms
+    }
 
 
 # --------------------------------------------------------------------------- fetch
@@ -374,6 +405,7 @@ class FeedPoll:
     status: str  # "ok" | "not_modified" | "failed" | "backoff"
     reason: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # new, not sent before
+    listed: list[str] = field(default_factory=list)  # event ids of every usable entry in the document
     already_sent: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
@@ -391,7 +423,7 @@ def poll_feed(spec: FeedSpec, entry: Mapping[str, Any], limits: FetchLimits, *, 
     poll = FeedPoll(spec.url, "ok", validators=fetched.validators)
     if parsed.bozo_reason:
         poll.notes[f"bozo:{parsed.bozo_reason}"] += 1
-    sent = set(entry.get("sent_event_ids") or ())
+    sent = set(entry.get("sent_event_ids") or ()) | set(entry.get("left_feed_at") or ())
     feed_info = dict(parsed.feed)
     if not feed_info.get("title") and spec.name:
         feed_info["title"] = spec.name
@@ -401,6 +433,7 @@ def poll_feed(spec: FeedSpec, entry: Mapping[str, Any], limits: FetchLimits, *, 
         if result.event is None:
             poll.rejected[result.rejection or "unknown"] += 1
             continue
+        poll.listed.append(result.event["event_id"])
         if result.event["event_id"] in sent:
             poll.already_sent += 1  # also catches the same entry twice in one document
             continue

@@ -19,6 +19,7 @@ Kafka failure makes the next poll fetch and send those entries again
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ from datetime import datetime, timezone
 from typing import IO, Any
 
 from connectors.feeds import (
+    DEFAULT_FORGET_AFTER_MS,
     FetchLimits,
     StateFileError,
     load_state,
@@ -39,7 +41,9 @@ from connectors.feeds import (
     record_success,
     save_state,
 )
-from connectors.producer import DEFAULT_TOPIC, DryRunSink, EventSink, KafkaSink, ensure_topic
+from connectors.producer import DryRunSink, EventSink, KafkaSink, make_producer
+from connectors.retry import kafka_call
+from feedtrends.config import Config, load_config
 from udfs.entries import FeedListError, FeedSpec, encode_event, parse_feed_list
 from udfs.synthetic import (
     DEFAULT_LATE_HORIZON_MS,
@@ -52,14 +56,30 @@ from udfs.synthetic import (
 
 log = logging.getLogger("feedtrends.ingest")
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-DEFAULT_PARTITIONS = 2  # feedtrends/config.py default
-DEFAULT_STATE_PATH = os.path.join(".feedtrends", "ingest-state.json")
+STATE_FILE_NAME = "ingest-state.json"  # in the configured state_dir, as for `demo`
 GENERATE_FLUSH_EVERY = 10_000  # bounds the producer's pending futures in memory
 
 
-def default_bootstrap() -> str:
-    return os.environ.get("FEEDTRENDS_BOOTSTRAP") or DEFAULT_BOOTSTRAP
+def _kafka_target(config: Config | None, bootstrap: str | None, topic: str | None, partitions: int | None) -> Config:
+    """The one configuration (FEEDTRENDS_* and defaults), with this call's overrides."""
+    config = config if config is not None else load_config()
+    changes = {"bootstrap": bootstrap, "events_topic": topic, "partitions": partitions}
+    return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+
+
+def open_kafka_sink(config: Config, *, client_id: str) -> KafkaSink:
+    """Create the events topic if missing and connect a producer, retrying a broker that
+    is still starting (connectors/retry.py) until the configured deadline."""
+    from connectors.topics import ensure_topics
+
+    ensure_topics(config, {config.events_topic: config.partitions})
+    producer = kafka_call(
+        "connect a producer",
+        lambda t: make_producer(config.kafka_bootstrap, client_id=client_id, bootstrap_timeout_ms=t.bootstrap_timeout_ms),
+        bootstrap=config.kafka_bootstrap,
+        deadline_s=config.retry_deadline_ms / 1000,
+    )
+    return KafkaSink(config.kafka_bootstrap, config.events_topic, producer=producer)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -157,8 +177,13 @@ def ingest_poll(
     limits: FetchLimits,
     allow_files: bool,
     now_ms: int,
+    forget_after_ms: int = DEFAULT_FORGET_AFTER_MS,
 ) -> IngestSummary:
-    """One poll of every due feed; mutates `state` (caller saves it)."""
+    """One poll of every due feed; mutates `state` (caller saves it).
+
+    An id a feed no longer lists is forgotten `forget_after_ms` after it left (the
+    job's dedup TTL: until then the job would still drop a re-sent copy).
+    """
     polls = poll_feeds(specs, state, limits, allow_files=allow_files, now_ms=now_ms)
     summary = IngestSummary(polls=1)
 
@@ -208,6 +233,9 @@ def ingest_poll(
                 status=poll.status,
                 validators=poll.validators,
                 sent_event_ids=[event["event_id"] for event in poll.events],
+                listed_event_ids=poll.listed if poll.status == "ok" else None,
+                now_ms=now_ms,
+                forget_after_ms=forget_after_ms,
             )
     return summary
 
@@ -236,8 +264,9 @@ def run_ingest(
     allow_files: bool = False,
     dry_run: bool = False,
     bootstrap: str | None = None,
-    topic: str = DEFAULT_TOPIC,
-    partitions: int = DEFAULT_PARTITIONS,
+    topic: str | None = None,
+    partitions: int | None = None,
+    config: Config | None = None,
     state_path: str | None = None,
     out: IO[Any] | None = None,
     err: IO[str] | None = None,
@@ -249,6 +278,8 @@ def run_ingest(
 ) -> IngestSummary:
     """Poll the feeds once, or every `every_seconds` until max_polls (None: forever).
 
+    Broker, topic and partitions come from `config` (default: the FEEDTRENDS_*
+    configuration); `bootstrap`, `topic`, `partitions` override it.
     state_path None keeps state in memory only (between polls of this run).
     Prints one summary line per poll to `err`; with dry_run the events go to
     `out` as JSON lines.  The returned summary is of the last poll, with
@@ -261,13 +292,12 @@ def run_ingest(
     err = err if err is not None else sys.stderr
     specs = load_feed_list(feeds_file)
     state = load_state(state_path)
+    settings = _kafka_target(config, bootstrap, topic, partitions)
     if sink is None:
         if dry_run:
             sink = DryRunSink(out)
         else:
-            bootstrap = bootstrap or default_bootstrap()
-            ensure_topic(bootstrap, topic, partitions)
-            sink = KafkaSink(bootstrap, topic, client_id="feedtrends-ingest")
+            sink = open_kafka_sink(settings, client_id="feedtrends-ingest")
     progress = _Progress(err)
     last = IngestSummary()
     polls = 0
@@ -275,7 +305,10 @@ def run_ingest(
         while True:
             started = clock()
             progress.show(f"poll {polls + 1}: {len(specs)} feeds ...")
-            last = ingest_poll(specs, state, sink, limits=limits, allow_files=allow_files, now_ms=int(started * 1000))
+            last = ingest_poll(
+                specs, state, sink, limits=limits, allow_files=allow_files, now_ms=int(started * 1000),
+                forget_after_ms=settings.dedup_ttl_ms,
+            )
             save_state(state_path, state)
             polls += 1
             last.polls = polls
@@ -308,39 +341,39 @@ class GenerateSummary:
 
 
 def run_generate(
-    config: GeneratorConfig,
+    generator: GeneratorConfig,
     *,
     dry_run: bool = False,
     bootstrap: str | None = None,
-    topic: str = DEFAULT_TOPIC,
-    partitions: int = DEFAULT_PARTITIONS,
+    topic: str | None = None,
+    partitions: int | None = None,
+    config: Config | None = None,
     out: IO[Any] | None = None,
     err: IO[str] | None = None,
     sink: EventSink | None = None,
 ) -> GenerateSummary:
     """Send the synthetic stream; print the injected counts per kind at the end
     (to `err` when dry_run, because `out` then carries the records)."""
-    config.validate()
+    generator.validate()
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
+    target = None if dry_run and sink is None else _kafka_target(config, bootstrap, topic, partitions)
     if sink is None:
         if dry_run:
             sink = DryRunSink(out)
         else:
-            bootstrap = bootstrap or default_bootstrap()
-            ensure_topic(bootstrap, topic, partitions)
-            sink = KafkaSink(bootstrap, topic, client_id="feedtrends-generate")
+            sink = open_kafka_sink(target, client_id="feedtrends-generate")
     progress = _Progress(err)
     counts: Counter[str] = Counter()
     delivered = failed = 0
     try:
-        for index, record in enumerate(iter_synthetic(config), start=1):
+        for index, record in enumerate(iter_synthetic(generator), start=1):
             sink.send(record.key, record.value, record.timestamp_ms, tag=None)
             counts[record.kind] += 1
             if index % GENERATE_FLUSH_EVERY == 0:
                 report = sink.flush()
                 delivered, failed = delivered + report.sent, failed + report.failed
-                progress.show(f"generated {index}/{config.count}")
+                progress.show(f"generated {index}/{generator.count}")
         report = sink.flush()
         delivered, failed = delivered + report.sent, failed + report.failed
     finally:
@@ -350,7 +383,7 @@ def run_generate(
     report_stream = err if dry_run else out
     print(format_counts(summary.counts), file=report_stream)
     if not dry_run:
-        print(f"delivered={delivered} failed={failed} topic={topic}", file=report_stream)
+        print(f"delivered={delivered} failed={failed} topic={target.events_topic if target else '-'}", file=report_stream)
     report_stream.flush()
     return summary
 
@@ -391,16 +424,14 @@ def _positive_int(text: str) -> int:
 def _add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print JSON lines to stdout instead of producing to Kafka")
     parser.add_argument(
-        "--bootstrap",
-        default=None,
-        help=f"Kafka bootstrap HOST:PORT (default: $FEEDTRENDS_BOOTSTRAP or {DEFAULT_BOOTSTRAP})",
+        "--bootstrap", default=None, help="Kafka bootstrap HOST:PORT (default: the configured broker, as for every command)"
     )
-    parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"topic (default: {DEFAULT_TOPIC})")
+    parser.add_argument("--topic", default=None, help="topic (default: the configured events_topic)")
     parser.add_argument(
         "--partitions",
         type=_positive_int,
-        default=DEFAULT_PARTITIONS,
-        help=f"partitions when the topic has to be created (default: {DEFAULT_PARTITIONS})",
+        default=None,
+        help="partitions when the topic has to be created (default: the configured partitions)",
     )
 
 
@@ -417,7 +448,7 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PATH",
         help=(
-            f"per-feed state file (ETags, sent ids, backoff); default {DEFAULT_STATE_PATH}, "
+            f"per-feed state file (ETags, sent ids, backoff); default <state_dir>/{STATE_FILE_NAME}, "
             "or none at all with --dry-run so dry runs never hide entries from real runs"
         ),
     )
@@ -426,11 +457,24 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=_positive_int, default=8, help="feeds fetched in parallel (default: 8)")
 
 
+def _command_config(args: argparse.Namespace) -> Config:
+    """The one configuration, with this command's flags on top (flag > env > default)."""
+    return load_config(
+        {
+            "state_dir": getattr(args, "state_dir", None),
+            "bootstrap": args.bootstrap,
+            "events_topic": args.topic,
+            "partitions": args.partitions,
+        }
+    )
+
+
 def ingest_command(args: argparse.Namespace) -> int:
-    """Exit codes: 0 all feeds fine, 1 a feed failed, 2 unusable input or Kafka."""
+    """Exit codes: 0 all feeds fine, 1 a feed failed, 2 unusable input, 3 Kafka unreachable."""
+    config = _command_config(args)
     state_path = args.state
     if state_path is None and not args.dry_run:
-        state_path = DEFAULT_STATE_PATH
+        state_path = str(config.state_dir / STATE_FILE_NAME)
     limits = FetchLimits(timeout_s=args.timeout, max_bytes=args.max_bytes, concurrency=args.concurrency)
     try:
         summary = run_ingest(
@@ -439,9 +483,7 @@ def ingest_command(args: argparse.Namespace) -> int:
             every_seconds=args.every,
             allow_files=args.allow_files,
             dry_run=args.dry_run,
-            bootstrap=args.bootstrap,
-            topic=args.topic,
-            partitions=args.partitions,
+            config=config,
             state_path=state_path,
             limits=limits,
         )
@@ -450,11 +492,6 @@ def ingest_command(args: argparse.Namespace) -> int:
     except (OSError, FeedListError, StateFileError) as exc:
         print(f"feedtrends ingest: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # Kafka unreachable and the like: say it, in one line
-        if type(exc).__module__.startswith("kafka"):
-            print(f"feedtrends ingest: Kafka error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 2
-        raise
     return summary.exit_code
 
 
@@ -482,7 +519,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    config = GeneratorConfig(
+    generator = GeneratorConfig(
         count=args.count,
         seed=args.seed,
         start_ms=args.start,
@@ -496,23 +533,9 @@ def generate_command(args: argparse.Namespace) -> int:
         feeds=args.feeds,
     )
     try:
-        config.validate()
+        generator.validate()
     except ValueError as exc:
         print(f"feedtrends generate: {exc}", file=sys.stderr)
         return 2
-    try:
-        summary = run_generate(
-            config,
-            dry_run=args.dry_run,
-            bootstrap=args.bootstrap,
-            topic=args.topic,
-            partitions=args.partitions,
-        )
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if type(exc).__module__.startswith("kafka"):
-            print(f"feedtrends generate: Kafka error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 2
-        raise
+    summary = run_generate(generator, dry_run=args.dry_run, config=_command_config(args))
     return summary.exit_code

@@ -9,6 +9,7 @@ milliseconds.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -162,6 +163,17 @@ def _convert(f: dataclasses.Field, raw: Any) -> Any:
     return str(raw)
 
 
+def _refuse_unknown_variables(env: Mapping[str, str], known: Mapping[str, Any]) -> None:
+    """A FEEDTRENDS_* variable that is no setting is a typo: silently ignoring it would
+    run with the default (e.g. send every event to the wrong broker)."""
+    names = {ENV_PREFIX + name.upper() for name in known}
+    for var in sorted(env):
+        if var.startswith(ENV_PREFIX) and var not in names:
+            close = difflib.get_close_matches(var, names, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else f" (settings: {', '.join(sorted(known))})"
+            raise ConfigError(f"unknown setting in the environment: {var}{hint}")
+
+
 def load_config(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Build the config: CLI values (None = not given) > FEEDTRENDS_* env > defaults."""
     cli = cli or {}
@@ -170,6 +182,7 @@ def load_config(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | N
     unknown = [k for k in cli if k not in known and cli[k] is not None]
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    _refuse_unknown_variables(env, known)
     values: dict[str, Any] = {}
     for name, f in known.items():
         raw = cli.get(name)

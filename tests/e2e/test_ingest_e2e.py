@@ -122,3 +122,28 @@ def test_generate_to_kafka_delivers_exactly_the_generated_records(kafka_bootstra
     assert sorted((r.key or b"", r.value, r.timestamp) for r in records) == sorted(
         (e.key or b"", e.value, e.timestamp_ms) for e in expected
     )
+
+
+def test_cli_ingest_and_generate_follow_the_one_config(stack, topic: str, tmp_path: Path) -> None:
+    """`feedtrends ingest`/`generate` take broker, topic, partitions and state dir from the
+    same FEEDTRENDS_* configuration as every other command (here: a broker on a
+    non-default port), and keep ingest state in <state_dir>, not the working directory."""
+    import subprocess
+    import sys
+
+    from feedtrends.cli import SAMPLE_FEEDS
+
+    state_dir = tmp_path / "state"
+    env = {**os.environ, **stack.as_env(), "FEEDTRENDS_STATE_DIR": str(state_dir), "FEEDTRENDS_EVENTS_TOPIC": topic}
+    env.pop("FEEDTRENDS_BOOTSTRAP")  # "": the configured kafka_port decides
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "feedtrends.cli", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
+    ingest = run("ingest", str(SAMPLE_FEEDS), "--allow-files")
+    assert ingest.returncode == 0, ingest.stderr
+    assert (state_dir / "ingest-state.json").exists()
+    assert not (tmp_path / ".feedtrends").exists()
+    generated = run("generate", "--count", "20")
+    assert generated.returncode == 0, generated.stderr
+    assert f"topic={topic}" in generated.stdout
+    assert len(consume_all(stack.kafka_bootstrap, topic, SAMPLE_EVENTS + 20)) == SAMPLE_EVENTS + 20

@@ -19,7 +19,6 @@ import pytest
 from connectors.feed_server import FeedServer
 from connectors.feeds import (
     BACKOFF_BASE_MS,
-    MAX_SENT_IDS_PER_FEED,
     FetchLimits,
     StateFileError,
     backoff_ms,
@@ -359,12 +358,24 @@ def test_state_roundtrip_and_corruption(tmp_path: Path) -> None:
         load_state(str(path))
 
 
-def test_sent_ids_are_bounded() -> None:
+def test_sent_ids_are_kept_while_listed_and_forgotten_after_leaving_for_the_ttl() -> None:
     state = load_state(None)
-    ids = [f"id-{i}" for i in range(MAX_SENT_IDS_PER_FEED + 10)]
-    record_success(state, "f", status="ok", validators={}, sent_event_ids=ids)
-    kept = feed_state(state, "f")["sent_event_ids"]
-    assert len(kept) == MAX_SENT_IDS_PER_FEED and kept[0] == "id-10" and kept[-1] == ids[-1]
+    day = 86_400_000
+    record_success(state, "f", status="ok", validators={}, sent_event_ids=["a", "b"], listed_event_ids=["a", "b"], now_ms=0, forget_after_ms=7 * day)
+    # b leaves the feed on day 1; a is still listed years later.
+    record_success(state, "f", status="ok", validators={}, listed_event_ids=["a"], now_ms=day, forget_after_ms=7 * day)
+    entry = feed_state(state, "f")
+    assert entry["sent_event_ids"] == ["a"] and entry["left_feed_at"] == {"b": day}
+    # "Not modified" says nothing about which ids are listed: nothing is forgotten.
+    record_success(state, "f", status="not_modified", validators={}, now_ms=30 * day, forget_after_ms=7 * day)
+    assert feed_state(state, "f")["left_feed_at"] == {"b": day}
+    # Back within the TTL: remembered again as listed, not sent twice.
+    record_success(state, "f", status="ok", validators={}, listed_event_ids=["a", "b"], now_ms=5 * day, forget_after_ms=7 * day)
+    assert feed_state(state, "f")["sent_event_ids"] == ["a", "b"] and feed_state(state, "f")["left_feed_at"] == {}
+    # Gone for longer than the TTL: forgotten; a, listed for 1000 days, is not.
+    record_success(state, "f", status="ok", validators={}, listed_event_ids=["a"], now_ms=6 * day, forget_after_ms=7 * day)
+    record_success(state, "f", status="ok", validators={}, listed_event_ids=["a"], now_ms=1000 * day, forget_after_ms=7 * day)
+    assert feed_state(state, "f")["sent_event_ids"] == ["a"] and feed_state(state, "f")["left_feed_at"] == {}
 
 
 def test_not_modified_keeps_validators() -> None:

@@ -255,3 +255,48 @@ def test_parse_start() -> None:
     assert parse_start_ms("2026-11-20T00:00:00Z") == 1_795_132_800_000
     assert parse_start_ms("2026-11-20T01:00:00+01:00") == 1_795_132_800_000
     assert parse_start_ms("1795132800000") == 1_795_132_800_000
+
+
+def _write_rss(path: Path, ids: list[str], mtime_ns: int) -> None:
+    items = "".join(
+        f"<item><title>Story {i}</title><link>https://wgrz.example.com/news/{i}</link>"
+        f"<pubDate>Fri, 20 Nov 2026 11:00:00 GMT</pubDate></item>"
+        for i in ids
+    )
+    path.write_text(f'<?xml version="1.0"?><rss version="2.0"><channel><title>WGRZ</title>{items}</channel></rss>')
+    os.utime(path, ns=(mtime_ns, mtime_ns))  # a new fingerprint every poll
+
+
+def test_an_id_the_feed_still_lists_is_never_forgotten(tmp_path: Path) -> None:
+    """Polled twice a day, a feed lists one evergreen article while 500 new stories a
+    poll pass through it: well over 5,000 ids.  The evergreen one is sent once; ids
+    that left the feed are forgotten once they have been gone longer than the dedup
+    TTL, so what is remembered comes back down to the feed's own size."""
+    feed = tmp_path / "wgrz.rss"
+    feeds_file = tmp_path / "feeds.txt"
+    feeds_file.write_text(feed.as_uri() + "\n")
+    state = tmp_path / "state.json"
+    sink = FailingSink("nobody")
+    start_s, half_day_s, polls = 1_795_000_000.0, 43_200.0, 12
+    for poll in range(polls):
+        _write_rss(feed, ["evergreen"] + [f"story-{poll}-{i}" for i in range(500)], mtime_ns=poll + 1)
+        summary = run_ingest(
+            str(feeds_file), once=True, allow_files=True, state_path=str(state), sink=sink, err=io.StringIO(),
+            clock=lambda: start_s + poll * half_day_s,
+        )
+        assert summary.feeds_ok == 1
+    sent = [json.loads(v)["article_id"] for v in sink.delivered]
+    assert sent.count("url:https://wgrz.example.com/news/evergreen") == 1
+    assert len(sent) == len(set(sent)) == 1 + polls * 500
+
+    # Eight days later (dedup TTL 7 days) the feed is unchanged but re-served: every
+    # story that left it long ago is forgotten; what it still lists is not.
+    _write_rss(feed, ["evergreen"] + [f"story-{polls - 1}-{i}" for i in range(500)], mtime_ns=polls + 1)
+    summary = run_ingest(
+        str(feeds_file), once=True, allow_files=True, state_path=str(state), sink=sink, err=io.StringIO(),
+        clock=lambda: start_s + (polls - 1) * half_day_s + 8 * 86_400,
+    )
+    assert summary.entries_new == 0 and summary.entries_already_sent == 501
+    entry = json.loads(state.read_text())["feeds"][feed.as_uri()]
+    remembered = set(entry["sent_event_ids"]) | set(entry.get("left_feed_at", {}))
+    assert len(remembered) == 501

@@ -81,3 +81,14 @@ def test_counts_are_validated(tmp_path) -> None:
     for name, bad in (("taskmanagers", 0), ("term_buckets", 0), ("term_buckets", 129)):
         with pytest.raises(ConfigError, match=name):
             load_config({"state_dir": str(tmp_path), name: bad}, env={})
+
+
+def test_a_misspelled_variable_is_an_error_naming_the_closest_setting() -> None:
+    from feedtrends.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="FEEDTRENDS_KAFKA_PRT.*FEEDTRENDS_KAFKA_PORT"):
+        load_config(env={"FEEDTRENDS_KAFKA_PRT": "19092"})
+    with pytest.raises(ConfigError, match="FEEDTRENDS_NOTHING_LIKE_IT"):
+        load_config(env={"FEEDTRENDS_NOTHING_LIKE_IT": "1"})
+    # Known names, and variables of other programs, are fine.
+    assert load_config(env={"FEEDTRENDS_KAFKA_PORT": "19092", "KAFKA_PRT": "1"}).kafka_bootstrap == "127.0.0.1:19092"
