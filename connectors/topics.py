@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from connectors.replication import Warn, capped_warning, new_topic, replication_of, under_replicated, warn_stderr
 from feedtrends.config import Config
 
 
@@ -19,18 +19,30 @@ def product_topics(config: Config) -> dict[str, int]:
     }
 
 
-def ensure_topics(config: Config, topics: dict[str, int] | None = None) -> dict[str, bool]:
-    """Create missing topics (replication 1: one local broker).  Returns topic -> created."""
+def ensure_topics(
+    config: Config, topics: dict[str, int] | None = None, *, warn: Warn = warn_stderr
+) -> dict[str, bool]:
+    """Create missing topics with the configured replication and min ISR.  Returns topic -> created.
+
+    Existing topics are left alone; one with fewer replicas than configured gets a
+    warning line, and so does a topic created below the configured factor.
+    """
     topics = topics or product_topics(config)
     admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, request_timeout_ms=15000)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
+        replication = replication_of(config, admin)
+        missing = [new_topic(name, partitions, replication) for name, partitions in topics.items() if name not in existing]
         if missing:
             try:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # created concurrently: fine, that is what we wanted
+            if replication.capped:
+                for t in missing:
+                    warn(capped_warning(t.name, replication))
+        for line in under_replicated(config, admin, [name for name in topics if name in existing]):
+            warn(line)
         return {name: name not in existing for name in topics}
     finally:
         admin.close()
