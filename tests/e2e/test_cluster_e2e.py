@@ -17,27 +17,9 @@ from pathlib import Path
 import pytest
 
 from connectors.replication import topic_min_insync, topic_replicas
-from connectors.stack import free_port_block
-from tests.conftest import free_ports
-from feedtrends.config import load_config
+from tests.e2e.conftest import cluster_config
 
 pytestmark = pytest.mark.e2e
-
-
-def cluster_config(state_dir, **overrides):
-    """A private three-node stack: six consecutive ports for the Kafka nodes, two for Flink."""
-    base = free_port_block(6)
-    rest, rpc = free_ports(2)
-    settings = {
-        "state_dir": str(state_dir),
-        "brokers": 3,
-        "kafka_port": base,
-        "kafka_controller_port": base + 1,
-        "flink_rest_port": rest,
-        "flink_rpc_port": rpc,
-    }
-    settings.update(overrides)
-    return load_config(settings, env={})
 
 
 def _cli(config, *args: str) -> subprocess.CompletedProcess:
