@@ -609,9 +609,12 @@ def up(config: Config, *, timeout_s: float = 120.0, echo: Callable[[str], None] 
         for role in broker_roles(config):
             if not running_pid(paths.pid_file(role), str(paths.kafka_node(role) / "server.properties")):
                 raise StackError(f"Kafka node {role} exited during start; see {paths.kafka_node(role) / 'logs'}")
-        # Ready once the quorum has a leader and every node registered as a broker:
-        # replicated topics cannot be created (nor the internal ones) before.
-        return registered_brokers(config.kafka_bootstrap) == list(range(1, config.brokers + 1))
+        # Ready once every node answers on its own port and the cluster counts every
+        # node as a broker: replicated topics (and the internal ones) need them all.
+        # Asking each node, not just the bootstrap list: a survivor of a lost quorum
+        # still lists the dead nodes as brokers.
+        wanted = list(range(1, config.brokers + 1))
+        return all(registered_brokers(f"127.0.0.1:{port}") == wanted for port, _ in config.kafka_node_ports)
 
     # Three JVMs starting together on two cores take longer than one.
     kafka_timeout = timeout_s * (1 if config.brokers == 1 else 2)
