@@ -197,6 +197,9 @@ class TrendSinks:
             "value.format": "raw",
             "value.fields-include": "EXCEPT_KEY",
             "sink.delivery-guarantee": "exactly-once",
+            # Explicit, though transactions imply it: a commit is acknowledged only once
+            # min.insync.replicas replicas hold the rows, so a lost broker loses none.
+            "properties.acks": "all",
             # One prefix per sink: transactions of different sinks must not fence each other.
             "sink.transactional-id-prefix": f"{c.transactional_id_prefix}-{txn_suffix}",
             # Must stay below the broker's transaction.max.timeout.ms (1 h on our stack).

@@ -131,17 +131,27 @@ def ensure_topic(
     topic: str,
     partitions: int,
     *,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
+    min_insync_replicas: int | None = None,
     timeout_s: float = 30.0,
 ) -> bool:
     """Create the topic if it does not exist; True when this call created it.
 
-    An existing topic is left alone even if its partition count differs:
-    changing partitions re-maps keys and breaks per-article ordering.
+    Replication and min ISR default to the configured ones (FEEDTRENDS_*), capped
+    at the brokers the cluster reports.  An existing topic is left alone even if
+    its partition count differs: changing partitions re-maps keys and breaks
+    per-article ordering.
     """
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.admin import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
+    from connectors.replication import capped_warning, new_topic, replication_for, cluster_brokers
+    from feedtrends.config import load_config
+
+    if replication_factor is None or min_insync_replicas is None:
+        configured = load_config()
+        replication_factor = replication_factor or configured.replication_factor
+        min_insync_replicas = min_insync_replicas if min_insync_replicas is not None else configured.min_insync_replicas
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap.split(","),
         client_id="feedtrends-admin",
@@ -150,13 +160,13 @@ def ensure_topic(
     try:
         if topic in set(admin.list_topics()):
             return False
+        replication = replication_for(replication_factor, min_insync_replicas, cluster_brokers(admin))
         try:
-            admin.create_topics(
-                [NewTopic(name=topic, num_partitions=partitions, replication_factor=replication_factor)],
-                timeout_ms=int(timeout_s * 1000),
-            )
+            admin.create_topics([new_topic(topic, partitions, replication)], timeout_ms=int(timeout_s * 1000))
         except TopicAlreadyExistsError:
             return False  # created concurrently by another ingester
+        if replication.capped:
+            log.warning(capped_warning(topic, replication))
         return True
     finally:
         admin.close()

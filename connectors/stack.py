@@ -1,9 +1,10 @@
-"""The local stack: one Kafka broker (KRaft) and one Flink cluster, on loopback.
+"""The local stack: Kafka (KRaft, one node or `brokers` of them) and one Flink cluster, on loopback.
 
 `up` starts whatever part is not running and waits until it answers; `down`
 stops, by pid, what `up` started.  Everything lives under `config.state_dir`:
 
-    state/kafka/{server.properties,data/,logs/,kafka.pid}
+    state/kafka/{server.properties,data/,logs/,kafka.pid,cluster.json}
+    state/kafka-2/, state/kafka-3/ ...   (the other nodes of a `brokers: 3` cluster)
     state/flink/{conf/,lib/,log/,tmp/,jobmanager.pid,taskmanager.pid}
     state/checkpoints/  state/savepoints/  state/parquet/
     state/stack.json    (ports, so `status` and clients find the stack)
@@ -81,8 +82,17 @@ class StackPaths:
     def stack_file(self) -> Path:
         return self.root / "stack.json"
 
+    def kafka_node(self, role: str) -> Path:
+        """A Kafka node's own dir: "kafka" (node 1), "kafka-2", ..."""
+        return self.root / role
+
     def pid_file(self, name: str) -> Path:
-        return (self.kafka if name == "kafka" else self.flink) / f"{name}.pid"
+        return (self.kafka_node(name) if _is_kafka_role(name) else self.flink) / f"{name}.pid"
+
+    def started_brokers(self) -> list[str]:
+        """Every Kafka node with a pid file: "kafka", "kafka-2", ..."""
+        found = [p.parent.name for p in self.root.glob("kafka*/kafka*.pid")] if self.root.exists() else []
+        return sorted(set(found) | {"kafka"}, key=_role_order)
 
     def started_taskmanagers(self) -> list[str]:
         """Every TaskManager with a pid file: "taskmanager", "taskmanager-2", ..."""
@@ -90,7 +100,24 @@ class StackPaths:
         return sorted(set(found) | {"taskmanager"}, key=_role_order)
 
     def log_file(self, name: str) -> Path:
-        return (self.kafka / "logs" if name == "kafka" else self.flink_log) / f"{name}.out"
+        return (self.kafka_node(name) / "logs" if _is_kafka_role(name) else self.flink_log) / f"{name}.out"
+
+
+def _is_kafka_role(name: str) -> bool:
+    return name == "kafka" or name.startswith("kafka-")
+
+
+def broker_roles(config: Config) -> list[str]:
+    """The Kafka nodes `up` starts; node i is role "kafka" (i = 1) or "kafka-<i>"."""
+    return ["kafka"] + [f"kafka-{i}" for i in range(2, config.brokers + 1)]
+
+
+def node_id(role: str) -> int:
+    return 1 if role == "kafka" else int(role.rpartition("-")[2])
+
+
+def broker_role(node: int) -> str:
+    return "kafka" if node == 1 else f"kafka-{node}"
 
 
 def free_ports(count: int) -> list[int]:
@@ -105,6 +132,27 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def free_port_block(count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive free ports on 127.0.0.1 (a private multi-node Kafka needs them)."""
+    import random
+
+    for _ in range(attempts):
+        base = random.randint(20000, 60000 - count)
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise StackError(f"no {count} consecutive free loopback ports found in {attempts} attempts")
 
 
 def pyflink_home() -> Path:
@@ -213,30 +261,40 @@ def _wait(what: str, check: Callable[[], bool], *, timeout_s: float, log: Path |
 # --------------------------------------------------------------------------- kafka
 
 
-def _kafka_properties(config: Config, paths: StackPaths) -> str:
-    port, cport = config.kafka_port, config.kafka_controller_port
+def _kafka_properties(config: Config, paths: StackPaths, role: str = "kafka") -> str:
+    node, nodes = node_id(role), config.kafka_node_ports
+    port, cport = nodes[node - 1]
+    # Internal topics (group offsets, transaction state) as replicated as ours:
+    # 3 copies, 2 in sync, once there are three nodes.
+    internal_rf = min(3, config.brokers)
+    internal_min_isr = 2 if internal_rf >= 3 else 1
     # The longest transaction Flink's sink may hold open; the sink's own
     # transaction.timeout.ms (set by the job) must stay below it.
     max_txn_ms = 60 * 60 * 1000
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{cport}",
+        "node.id": str(node),
+        "controller.quorum.voters": ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in enumerate(nodes, start=1)),
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(paths.kafka / "data"),
+        "log.dirs": str(paths.kafka_node(role) / "data"),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
+        "offsets.topic.replication.factor": str(internal_rf),
         "offsets.topic.num.partitions": "4",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(internal_rf),
+        "transaction.state.log.min.isr": str(internal_min_isr),
         "transaction.state.log.num.partitions": "4",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": str(internal_rf),
+        "share.coordinator.state.topic.min.isr": str(internal_min_isr),
+        # The broker default for topics created by anyone else; ours set their own.
+        "min.insync.replicas": str(internal_min_isr),
+        "default.replication.factor": str(internal_rf),
+        # A replica that lost data must not become leader: acknowledged rows stay.
+        "unclean.leader.election.enable": "false",
         "transaction.max.timeout.ms": str(max_txn_ms),
         "group.initial.rebalance.delay.ms": "0",
         # Kafka 4 rejects record timestamps more than an hour ahead by default.  We
@@ -247,6 +305,9 @@ def _kafka_properties(config: Config, paths: StackPaths) -> str:
         "log.retention.ms": "-1",
         "log.segment.bytes": str(256 * 1024 * 1024),
     }
+    if config.brokers > 1:
+        # Three nodes share two cores with Flink: fewer threads each.
+        props.update({"num.network.threads": "2", "num.io.threads": "2", "background.threads": "2"})
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -272,17 +333,19 @@ logger.state.level = warn
 """
 
 
-def _kafka_java(config: Config, paths: StackPaths, main: str, *args: str) -> list[str]:
+def _kafka_java(config: Config, node_dir: Path, main: str, *args: str) -> list[str]:
     jars = config.jars_dir / "kafka"
     if not any(jars.glob("kafka_*.jar")):
         raise StackError(f"Kafka jars missing in {jars}: run `make jars` (Maven resolves them)")
+    # A cluster of nodes on one small machine: small heaps (a node of this stack
+    # holds little: the page cache, not the heap, serves the logs).
+    heap = ["-Xms256m", "-Xmx1g"] if config.brokers == 1 else ["-Xms128m", "-Xmx384m"]
     return [
         "java",
-        "-Xms256m",
-        "-Xmx1g",
+        *heap,
         "-XX:+UseG1GC",
-        f"-Dlog4j2.configurationFile={paths.kafka / 'log4j2.properties'}",
-        f"-Dkafka.logs.dir={paths.kafka / 'logs'}",
+        f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={node_dir / 'logs'}",
         "-cp",
         str(jars / "*"),
         main,
@@ -290,54 +353,100 @@ def _kafka_java(config: Config, paths: StackPaths, main: str, *args: str) -> lis
     ]
 
 
-def _kafka_ready(bootstrap: str) -> bool:
+def _admin(bootstrap: str, timeout_ms: int = 3000):
     from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+
+
+def _kafka_ready(bootstrap: str) -> bool:
+    return registered_brokers(bootstrap) is not None
+
+
+def registered_brokers(bootstrap: str) -> list[int] | None:
+    """Node ids of the brokers the cluster reports (registered, not fenced); None if it does not answer."""
     from kafka.errors import KafkaError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = _admin(bootstrap)
     except (KafkaError, OSError, ValueError):
-        return False
+        return None
     try:
         admin.list_topics()
-        return True
-    except (KafkaError, OSError):
-        return False
+        brokers = admin.describe_cluster().get("brokers", [])
+        return sorted(b["broker_id"] for b in brokers if not b.get("is_fenced"))
+    except (KafkaError, OSError, KeyError):
+        return None
     finally:
         admin.close()
 
 
-def start_kafka(config: Config) -> str:
-    paths = StackPaths(config.state_dir)
-    props_file = paths.kafka / "server.properties"
-    marker = str(props_file)
-    if running_pid(paths.pid_file("kafka"), marker):
-        return "already running"
-    (paths.kafka / "logs").mkdir(parents=True, exist_ok=True)
-    props_file.write_text(_kafka_properties(config, paths))
-    (paths.kafka / "log4j2.properties").write_text(_KAFKA_LOG4J2.format(logs=paths.kafka / "logs"))
-    if not (paths.kafka / "data" / "meta.properties").exists():
-        # KRaft storage is formatted once; the data then survives down/up.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        fmt = subprocess.run(
-            _kafka_java(
-                config, paths, "kafka.tools.StorageTool", "format",
-                # "=" form: a random id may start with "-", which argparse would take for an option.
-                f"--cluster-id={cluster_id}", f"--config={props_file}",
-            ),
-            capture_output=True,
-            text=True,
-            timeout=120,
+def _cluster_file(paths: StackPaths) -> Path:
+    return paths.kafka / "cluster.json"
+
+
+def _cluster_id(config: Config, paths: StackPaths) -> str:
+    """The KRaft cluster id every node is formatted with; refuses data of a differently sized cluster.
+
+    The controller quorum (every node) is fixed at format time: nodes formatted
+    for one broker cannot join a three-node quorum, nor the other way round.
+    """
+    record = _cluster_file(paths)
+    meta = paths.kafka / "data" / "meta.properties"
+    if record.exists():
+        saved = json.loads(record.read_text())
+    elif meta.exists():  # formatted before the node count was recorded: one node
+        props = dict(line.split("=", 1) for line in meta.read_text().splitlines() if "=" in line)
+        saved = {"cluster_id": props["cluster.id"].strip(), "brokers": 1}
+    else:
+        saved = {"cluster_id": base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode(), "brokers": config.brokers}
+    if saved["brokers"] != config.brokers:
+        raise StackError(
+            f"the Kafka data in {paths.root} is a {saved['brokers']}-broker cluster, the config asks for "
+            f"{config.brokers}: use another state_dir (or remove {paths.root}, losing its data)"
         )
-        if fmt.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed: {fmt.stderr.strip() or fmt.stdout.strip()}")
-    _spawn(
-        _kafka_java(config, paths, "kafka.Kafka", str(props_file)),
-        log=paths.log_file("kafka"),
-        pid_file=paths.pid_file("kafka"),
-        env=dict(os.environ),
-    )
-    return "started"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(saved))
+    return saved["cluster_id"]
+
+
+def start_kafka(config: Config) -> dict[str, str]:
+    """Start every Kafka node that is not running; role -> "started" / "already running"."""
+    paths = StackPaths(config.state_dir)
+    result = {}
+    cluster_id = None
+    for role in broker_roles(config):
+        node_dir = paths.kafka_node(role)
+        props_file = node_dir / "server.properties"
+        if running_pid(paths.pid_file(role), str(props_file)):
+            result[role] = "already running"
+            continue
+        cluster_id = cluster_id or _cluster_id(config, paths)
+        (node_dir / "logs").mkdir(parents=True, exist_ok=True)
+        props_file.write_text(_kafka_properties(config, paths, role))
+        (node_dir / "log4j2.properties").write_text(_KAFKA_LOG4J2.format(logs=node_dir / "logs"))
+        if not (node_dir / "data" / "meta.properties").exists():
+            # KRaft storage is formatted once; the data then survives down/up.
+            fmt = subprocess.run(
+                _kafka_java(
+                    config, node_dir, "kafka.tools.StorageTool", "format",
+                    # "=" form: a random id may start with "-", which argparse would take for an option.
+                    f"--cluster-id={cluster_id}", f"--config={props_file}",
+                ),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if fmt.returncode != 0:
+                raise StackError(f"formatting Kafka storage of {role} failed: {fmt.stderr.strip() or fmt.stdout.strip()}")
+        _spawn(
+            _kafka_java(config, node_dir, "kafka.Kafka", str(props_file)),
+            log=paths.log_file(role),
+            pid_file=paths.pid_file(role),
+            env=dict(os.environ),
+        )
+        result[role] = "started"
+    return result
 
 
 # --------------------------------------------------------------------------- flink
@@ -475,6 +584,7 @@ def _write_stack_file(config: Config) -> None:
                 "kafka_bootstrap": config.kafka_bootstrap,
                 "kafka_port": config.kafka_port,
                 "kafka_controller_port": config.kafka_controller_port,
+                "brokers": config.brokers,
                 "flink_rest_url": config.flink_rest_url,
                 "flink_rest_port": config.flink_rest_port,
                 "flink_rpc_port": config.flink_rpc_port,
@@ -493,14 +603,22 @@ def up(config: Config, *, timeout_s: float = 120.0, echo: Callable[[str], None] 
 
     kafka_state = start_kafka(config)
     flink_state = start_flink(config)
-    echo(f"kafka: {kafka_state}; " + "; ".join(f"{role}: {state}" for role, state in flink_state.items()))
+    echo("; ".join(f"{role}: {state}" for role, state in {**kafka_state, **flink_state}.items()))
 
     def kafka_alive() -> bool:
-        if not running_pid(paths.pid_file("kafka"), str(paths.kafka / "server.properties")):
-            raise StackError(f"Kafka exited during start; see {paths.kafka / 'logs'}")
-        return _kafka_ready(config.kafka_bootstrap)
+        for role in broker_roles(config):
+            if not running_pid(paths.pid_file(role), str(paths.kafka_node(role) / "server.properties")):
+                raise StackError(f"Kafka node {role} exited during start; see {paths.kafka_node(role) / 'logs'}")
+        # Ready once every node answers on its own port and the cluster counts every
+        # node as a broker: replicated topics (and the internal ones) need them all.
+        # Asking each node, not just the bootstrap list: a survivor of a lost quorum
+        # still lists the dead nodes as brokers.
+        wanted = list(range(1, config.brokers + 1))
+        return all(registered_brokers(f"127.0.0.1:{port}") == wanted for port, _ in config.kafka_node_ports)
 
-    _wait("Kafka", kafka_alive, timeout_s=timeout_s, log=paths.kafka / "logs" / "server.log")
+    # Three JVMs starting together on two cores take longer than one.
+    kafka_timeout = timeout_s * (1 if config.brokers == 1 else 2)
+    _wait("Kafka", kafka_alive, timeout_s=kafka_timeout, log=paths.kafka / "logs" / "server.log")
 
     def flink_ready() -> bool:
         for role in ["jobmanager", *taskmanager_roles(config)]:
@@ -526,7 +644,7 @@ def down(config: Config, *, echo: Callable[[str], None] = print) -> None:
     markers = {
         **{role: _flink_markers(paths, role) for role in paths.started_taskmanagers()},
         "jobmanager": _flink_markers(paths, "jobmanager"),
-        "kafka": (str(paths.kafka / "server.properties"),),
+        **{role: (str(paths.kafka_node(role) / "server.properties"),) for role in paths.started_brokers()},
     }
     # TaskManager first, so running jobs fail over cleanly instead of losing their JobManager mid-checkpoint.
     for role, role_markers in markers.items():
@@ -539,10 +657,30 @@ def down(config: Config, *, echo: Callable[[str], None] = print) -> None:
         paths.pid_file(role).unlink(missing_ok=True)
 
 
+def _replication_warnings(config: Config) -> list[str]:
+    """Product topics with fewer replicas than configured (never changed silently: said here)."""
+    from kafka.errors import KafkaError
+
+    from connectors.replication import under_replicated
+    from connectors.topics import product_topics
+
+    try:
+        admin = _admin(config.kafka_bootstrap, timeout_ms=10000)
+    except (KafkaError, OSError, ValueError) as exc:
+        return [f"warning: cannot check the topics' replication: {exc}"]
+    try:
+        return under_replicated(config, admin, list(product_topics(config)))
+    except (KafkaError, OSError) as exc:
+        return [f"warning: cannot check the topics' replication: {exc}"]
+    finally:
+        admin.close()
+
+
 def status(config: Config) -> dict:
     paths = StackPaths(config.state_dir)
+    brokers = sorted(set(broker_roles(config)) | set(paths.started_brokers()), key=_role_order)
     procs = {
-        "kafka": running_pid(paths.pid_file("kafka"), str(paths.kafka / "server.properties")),
+        **{role: running_pid(paths.pid_file(role), str(paths.kafka_node(role) / "server.properties")) for role in brokers},
         "jobmanager": running_pid(paths.pid_file("jobmanager"), *_flink_markers(paths, "jobmanager")),
         **{role: running_pid(paths.pid_file(role), *_flink_markers(paths, role)) for role in paths.started_taskmanagers()},
     }
@@ -556,16 +694,30 @@ def status(config: Config) -> dict:
             ]
         except (urllib.error.URLError, OSError, ValueError):
             jobs = []
+    local = config.bootstrap == ""
+    registered = registered_brokers(config.kafka_bootstrap) if not local or any(procs[r] for r in brokers) else None
     return {
         "kafka_bootstrap": config.kafka_bootstrap,
-        "kafka_running": procs["kafka"] is not None,
-        "kafka_ready": procs["kafka"] is not None and _kafka_ready(config.kafka_bootstrap),
+        "kafka_running": all(procs[r] is not None for r in broker_roles(config)),
+        "kafka_ready": registered is not None,
+        # Each broker of the local stack: its process and whether the cluster counts it.
+        "brokers": [
+            {
+                "role": role,
+                "node_id": node_id(role),
+                "address": f"127.0.0.1:{config.kafka_port + 2 * (node_id(role) - 1)}",
+                "pid": procs[role],
+                "registered": registered is not None and node_id(role) in registered,
+            }
+            for role in brokers
+        ] if local else [{"node_id": n, "registered": True} for n in registered or []],
         "flink_rest_url": config.flink_rest_url,
         "flink_running": overview is not None,
         "taskmanagers": (overview or {}).get("taskmanagers", 0),
         "slots_total": (overview or {}).get("slots-total", 0),
         "slots_available": (overview or {}).get("slots-available", 0),
         "pids": {k: v for k, v in procs.items() if v},
+        "warnings": _replication_warnings(config) if registered else [],
         "jobs": jobs,
         "running_jobs": [j for j in jobs if j["state"] == "RUNNING"],
         "state_dir": str(paths.root),

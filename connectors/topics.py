@@ -8,9 +8,9 @@ until the configured deadline instead of failing the operation.
 from __future__ import annotations
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from connectors.replication import Warn, capped_warning, new_topic, replication_of, under_replicated, warn_stderr
 from connectors.retry import KafkaTimeouts, kafka_call
 from feedtrends.config import Config
 
@@ -29,22 +29,36 @@ def product_topics(config: Config) -> dict[str, int]:
     }
 
 
-def ensure_topics(config: Config, topics: dict[str, int] | None = None) -> dict[str, bool]:
-    """Create missing topics (replication 1: one local broker).  Returns topic -> created."""
-    return _kafka(config, "create topics", lambda timeouts: _ensure_topics(config, topics, timeouts))
+def ensure_topics(
+    config: Config, topics: dict[str, int] | None = None, *, warn: Warn = warn_stderr
+) -> dict[str, bool]:
+    """Create missing topics with the configured replication and min ISR.  Returns topic -> created.
+
+    Existing topics are left alone; one with fewer replicas than configured gets a
+    warning line, and so does a topic created below the configured factor.
+    """
+    return _kafka(config, "create topics", lambda timeouts: _ensure_topics(config, topics, timeouts, warn))
 
 
-def _ensure_topics(config: Config, topics: dict[str, int] | None, timeouts: KafkaTimeouts) -> dict[str, bool]:
+def _ensure_topics(
+    config: Config, topics: dict[str, int] | None, timeouts: KafkaTimeouts, warn: Warn
+) -> dict[str, bool]:
     topics = topics or product_topics(config)
     admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, **timeouts.client_options())
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
+        replication = replication_of(config, admin)
+        missing = [new_topic(name, partitions, replication) for name, partitions in topics.items() if name not in existing]
         if missing:
             try:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # created concurrently (or by an earlier attempt): that is what we wanted
+            if replication.capped:
+                for t in missing:
+                    warn(capped_warning(t.name, replication))
+        for line in under_replicated(config, admin, [name for name in topics if name in existing]):
+            warn(line)
         return {name: name not in existing for name in topics}
     finally:
         admin.close()

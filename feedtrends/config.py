@@ -60,7 +60,11 @@ class Config:
     # TaskManagers `up` starts.  Python runs inside each (thread mode) under one
     # GIL per process, so a second TaskManager is what lets Python use a second core.
     taskmanagers: int = 1
-    # Where clients find Kafka; empty means the local stack's broker.
+    # Kafka nodes `up` starts (combined broker + controller, KRaft).  Node i > 1
+    # listens on kafka_port + 2(i-1) and kafka_controller_port + 2(i-1); 3 rehearses
+    # a production cluster (replicated topics, a broker lost without losing a row).
+    brokers: int = 1
+    # Where clients find Kafka; empty means the local stack's broker(s).
     bootstrap: str = ""
     # Flink REST endpoint used by `flink run`; empty means the local stack's.
     jobmanager: str = ""
@@ -74,6 +78,11 @@ class Config:
     dlq_topic: str = "feed-events-dlq"
     late_topic: str = "feed-events-late"
     partitions: int = 2
+    # Replicas of every topic we create, capped at the brokers the cluster reports
+    # (so the one-broker local stack gets 1), and the replicas an acks=all write
+    # must reach; 0 means 2 when the factor is 3 or more, else 1.
+    replication_factor: int = 3
+    min_insync_replicas: int = 0
 
     # Job semantics.
     window_ms: int = _duration("1h")
@@ -113,15 +122,37 @@ class Config:
             raise ConfigError("window_ms must be positive")
         if self.lateness_ms < 0:
             raise ConfigError("lateness_ms must be >= 0 (or -1 for one window)")
-        for name in ("partitions", "baseline_windows", "min_support", "examples", "parallelism", "term_buckets", "taskmanagers"):
+        for name in (
+            "partitions", "baseline_windows", "min_support", "examples", "parallelism", "term_buckets", "taskmanagers",
+            "brokers", "replication_factor",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.min_insync_replicas < 0:
+            raise ConfigError("min_insync_replicas must be >= 1 (or 0 for the default)")
+        if self.min_insync_replicas > self.replication_factor:
+            # Every acks=all write would fail: the topic could never have that many in sync.
+            raise ConfigError(
+                f"min_insync_replicas ({self.min_insync_replicas}) must be <= replication_factor ({self.replication_factor})"
+            )
+        node_ports = [port for pair in self.kafka_node_ports for port in pair]
+        if len(set(node_ports)) != len(node_ports) or max(node_ports) >= 65536:
+            raise ConfigError(
+                f"brokers: {self.brokers} nodes need ports kafka_port + 2(i-1) and kafka_controller_port + 2(i-1), "
+                f"all distinct and < 65536; got {node_ports}"
+            )
         if self.term_buckets > 128:
             raise ConfigError("term_buckets must be <= 128 (the job's max parallelism)")
 
     @property
+    def kafka_node_ports(self) -> list[tuple[int, int]]:
+        """(broker port, controller port) of each local Kafka node, node 1 first."""
+        return [(self.kafka_port + 2 * i, self.kafka_controller_port + 2 * i) for i in range(self.brokers)]
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return self.bootstrap or f"127.0.0.1:{self.kafka_port}"
+        # Every node, so clients still find the cluster while one of them is down.
+        return self.bootstrap or ",".join(f"127.0.0.1:{port}" for port, _ in self.kafka_node_ports)
 
     @property
     def flink_rest_url(self) -> str:

@@ -126,6 +126,11 @@ def status(config: Config) -> dict:
 
 def print_status(info: dict) -> None:
     print(f"kafka:   {'ready' if info['kafka_ready'] else 'down'}  {info['kafka_bootstrap']}")
+    for b in info.get("brokers", []) if len(info.get("brokers", [])) > 1 else []:
+        state = "registered" if b["registered"] else ("running, not registered" if b.get("pid") else "down")
+        print(f"         broker {b['node_id']}  {b.get('address', ''):<16} {state}" + (f"  pid {b['pid']}" if b.get("pid") else ""))
+    for line in info.get("warnings", []):
+        print(line)
     flink = f"{info['taskmanagers']} taskmanager(s), {info['slots_available']}/{info['slots_total']} slots free"
     print(f"flink:   {'up' if info['flink_running'] else 'down'}  {info['flink_rest_url']}  {flink if info['flink_running'] else ''}")
     print(f"output:  current version {info['current_version']} of {', '.join(info['versions'])}")

@@ -31,12 +31,30 @@ def stack_config(state_dir, **overrides) -> Config:
     return load_config(settings, env={})
 
 
+def cluster_config(state_dir, **overrides) -> Config:
+    """A private three-node Kafka stack: node i listens on kafka_port + 2(i-1), so six consecutive ports."""
+    from connectors.stack import free_port_block
+
+    base = free_port_block(6)
+    rest, rpc = free_ports(2)
+    settings = {
+        "state_dir": str(state_dir),
+        "brokers": 3,
+        "kafka_port": base,
+        "kafka_controller_port": base + 1,
+        "flink_rest_port": rest,
+        "flink_rpc_port": rpc,
+    }
+    settings.update(overrides)
+    return load_config(settings, env={})
+
+
 @contextlib.contextmanager
 def running_stack(state_dir, **overrides) -> Iterator[Config]:
     """A private stack for the duration of the block, stopped (by pid) even if the block fails."""
     from connectors import stack as local_stack
 
-    config = stack_config(state_dir, **overrides)
+    config = cluster_config(state_dir, **overrides) if overrides.get("brokers", 1) > 1 else stack_config(state_dir, **overrides)
     try:
         local_stack.up(config, echo=lambda line: None)
         yield config

@@ -176,9 +176,12 @@ class Phases:
 def _producer(bootstrap: str):
     from kafka import KafkaProducer
 
-    # One request in flight: a retried batch can never overtake the next one.
+    # One request in flight: a retried batch can never overtake the next one.  Idempotent:
+    # a batch retried after its leader died (its ack lost) is not written twice, so
+    # the topic stays exactly the reference input when a broker is lost mid-stream.
     return KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_in_flight_requests_per_connection=1
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_in_flight_requests_per_connection=1,
+        enable_idempotence=True,
     )
 
 
