@@ -11,7 +11,7 @@ VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/jars/.resolved
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help install jars up down status demo test test-unit test-integration test-e2e test-faults bench clean
+.PHONY: help install jars up down status demo test test-unit test-integration test-e2e test-faults bench bench-soak clean
 
 help:
 	@echo "make demo | test | up | down | status | test-unit | test-integration | test-e2e | clean"
@@ -60,15 +60,26 @@ test-e2e: install
 test-faults: install
 	$(PYTEST) tests/faults
 
-# Benchmark (issue 7): a private stack on free ports, N events preloaded, four systems
+# Benchmark: a private stack on free ports, N events preloaded, four systems
 # measured, then live latency and state of feedtrends.  See BENCHMARKS.md.  The
-# default N is the issue's 1,000,000: on a 2-core machine that takes hours (feedtrends
-# rebuilds at ~1k events/s); use e.g. `make bench N=50000`.
+# default N is 1,000,000, the size the figures in BENCHMARKS.md are quoted at; the
+# python-loop and quix-streams peers make that run long on 2 cores: use e.g.
+# `make bench N=100000` for a quick look.
 N ?= 1000000
 BENCH_ARGS ?=
 bench: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[bench]"
 	$(BIN)/python -m bench --events $(N) $(BENCH_ARGS)
+
+# Soak: the live run alone, SOAK_EVENTS at SOAK_RATE events/s under a short dedup TTL;
+# checkpoint size and TaskManager RSS are sampled every few seconds (bench/results/).
+SOAK_EVENTS ?= 10000000
+SOAK_RATE ?= 3000
+SOAK_TTL_MS ?= 60000
+bench-soak: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[bench]"
+	$(BIN)/python -m bench --systems "" --live-rate $(SOAK_RATE) --dedup-ttl $(SOAK_TTL_MS) \
+		--live-seconds $$(( $(SOAK_EVENTS) / $(SOAK_RATE) )) --no-profile
 
 clean: down
 	rm -rf $(VENV) .cache .state .pytest_cache .hypothesis

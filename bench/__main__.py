@@ -67,7 +67,8 @@ def _run_module(module: str, args: list[str], timeout_s: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=1_000_000, help="events to preload (default 1,000,000)")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ", ".join(SYSTEMS))
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help="comma-separated subset of " + ", ".join(SYSTEMS) + " ('' for the live run alone)")
     p.add_argument("--live-seconds", type=float, default=120, help="live run length (0: skip latency and state)")
     p.add_argument("--live-rate", type=float, default=200, help="live input rate, events/s")
     p.add_argument("--dedup-ttl", type=int, default=30_000, help="dedup TTL (ms) of the live run")
@@ -100,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.up(base, echo=log)
         ensure_topics(base, {topic: 2})
-        log(f"preloading {args.events} events into {topic}; load {load_average()}")
-        report["preload"] = preload(base.kafka_bootstrap, topic, args.events)
-        targets = end_offsets(base, topic)
-        report["preload"]["end_offsets"] = targets
-        log(f"  {report['preload']}")
+        targets: dict[int, int] = {}
+        if systems:
+            log(f"preloading {args.events} events into {topic}; load {load_average()}")
+            report["preload"] = preload(base.kafka_bootstrap, topic, args.events)
+            targets = end_offsets(base, topic)
+            report["preload"]["end_offsets"] = targets
+            log(f"  {report['preload']}")
 
         def flink_config(name: str):
             return dataclasses.replace(
@@ -183,6 +186,10 @@ def _print_summary(report: dict, systems: list[str]) -> None:
             continue
         r = report["systems"].get(name, {})
         print(f"{name}: {int(r.get('events_per_s', 0))} events/s")
+    ft = report["systems"].get("feedtrends", {})
+    if "feedtrends" in systems and ft.get("events") and "cpu_s" in ft:
+        # TaskManagers + JobManager, from their /proc times; the broker is measured apart.
+        print(f"feedtrends cpu: {1000 * ft['cpu_s'] / ft['events']:.3f} ms/event")
     live = report.get("live")
     if live and "error" not in live:
         print(

@@ -110,6 +110,93 @@ def wait_for_all_tasks_running(config: Config, job_id: str, timeout_s: float = 1
     raise ClusterError(f"job {job_id}: tasks not all running after {timeout_s:.0f}s")
 
 
+# `<subtask>.<source operator>.KafkaSourceReader.topic.<topic>.partition.<n>.currentOffset`
+# exists once a reader holds that partition; `...KafkaConsumer.fetch-total` counts the
+# reader's fetch requests (empty ones too).
+_PARTITION_METRIC = re.compile(r"^(\d+)\..*\.KafkaSourceReader\.topic\.(.+)\.partition\.(\d+)\.currentOffset$")
+_FETCH_METRIC = re.compile(r"^(\d+)\..*\.KafkaSourceReader\.KafkaConsumer\.fetch-total$")
+
+
+def _source_reading(config: Config, job_id: str, partitions: int) -> tuple[int, bool]:
+    """(partitions held by the job's Kafka readers, whether every reader holding one has fetched)."""
+    held: set[tuple[str, str]] = set()
+    fetched = True
+    details = job_details(config, job_id)
+    if details["state"] in ("FINISHED", "CANCELED", "FAILED"):
+        raise _JobEnded(details["state"])
+    for vertex in details.get("vertices", []):
+        if not vertex["name"].startswith("Source:"):
+            continue
+        base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+        names = [m["id"] for m in _rest(config, base)]
+        holders: set[str] = set()
+        for name in names:
+            match = _PARTITION_METRIC.match(name)
+            if match:
+                held.add((match.group(2), match.group(3)))
+                holders.add(match.group(1))
+        fetches = [n for n in names if (m := _FETCH_METRIC.match(n)) and m.group(1) in holders]
+        if len(fetches) < len(holders):
+            fetched = False
+        elif fetches:
+            values = _rest(config, f"{base}?get={','.join(fetches)}")
+            fetched = fetched and all(float(v.get("value", 0)) > 0 for v in values)
+    return len(held), fetched
+
+
+class _JobEnded(Exception):
+    pass
+
+
+def wait_until_reading(config: Config, job_id: str, partitions: int, timeout_s: float = 120.0) -> int | None:
+    """Wait until the job's Kafka readers hold all `partitions` and fetch, then take a checkpoint.
+
+    A checkpoint taken in the first seconds of a job, after the source's enumerator has
+    handed out the partitions but before its readers have them, restores into readers
+    that hold the partitions and never fetch (seen with the Kafka source 5.0 on Flink
+    2.2).  A checkpoint taken once every reader fetches is one a restore can use, so
+    starting a job ends with one.  Returns the id of that checkpoint, or None for a
+    job that ended meanwhile (a short bounded replay: nothing left to restore).
+    """
+    deadline = time.monotonic() + timeout_s
+    held, fetched = 0, False
+    while time.monotonic() < deadline:
+        try:
+            held, fetched = _source_reading(config, job_id, partitions)
+        except _JobEnded as ended:
+            if str(ended) == "FINISHED":
+                return None
+            raise ClusterError(f"job {job_id} is {ended} while starting; see the Flink logs") from None
+        if held >= partitions and fetched:
+            break
+        time.sleep(0.5)
+    else:
+        raise ClusterError(
+            f"job {job_id}: its Kafka source reads {held} of {partitions} partition(s) "
+            f"{'' if fetched else '(and has not fetched) '}after {timeout_s:.0f}s; "
+            f"see {config.flink_rest_url}/#/job/{job_id}/overview"
+        )
+    try:
+        return trigger_checkpoint(config, job_id, timeout_s=max(10.0, deadline - time.monotonic()))
+    except ClusterError:
+        if job_details(config, job_id)["state"] == "FINISHED":
+            return None
+        raise
+
+
+def trigger_checkpoint(config: Config, job_id: str, timeout_s: float = 60.0) -> int:
+    """Take a checkpoint now (Flink's REST trigger) and wait for it; returns its id."""
+    before = (last_checkpoint(config, job_id) or {"id": 0})["id"]
+    _rest(config, f"/jobs/{job_id}/checkpoints", method="POST", body={})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        last = last_checkpoint(config, job_id)
+        if last and last["id"] > before:
+            return last["id"]
+        time.sleep(0.5)
+    raise ClusterError(f"job {job_id}: no checkpoint completed within {timeout_s:.0f}s of the trigger")
+
+
 def cancel_job(config: Config, job_id: str, timeout_s: float = 60.0) -> None:
     _rest(config, f"/jobs/{job_id}", method="PATCH")
     wait_for_state(config, job_id, {"CANCELED", "FAILED", "FINISHED"}, timeout_s=timeout_s)

@@ -47,6 +47,8 @@ def start_job(config: Config, savepoint: str | None, *, echo=print) -> str:
     job_id = flink_cluster.submit(config, savepoint=savepoint)
     flink_cluster.record_job(config, job_id, restored_from=savepoint)
     flink_cluster.wait_for_all_tasks_running(config, job_id)
+    # Until a checkpoint holds the readers' partitions, a restore could lose them.
+    flink_cluster.wait_until_reading(config, job_id, len(end_offsets(config, config.events_topic)))
     echo(f"job {config.job_name}: {job_id}")
     echo(f"web UI: {config.flink_rest_url}/#/job/{job_id}/overview")
     return job_id
