@@ -22,17 +22,10 @@ from typing import Protocol
 
 from pyflink.common import Row, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment
+from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment, Table
 from pyflink.table.expressions import col
 
 from feedtrends.config import Config
-
-# (value, topic, partition, offset): one Kafka record as the job sees it.  The
-# record's event time travels as the stream record's timestamp.
-RECORD_TYPE = Types.ROW_NAMED(
-    ["value", "topic", "partition", "offset"],
-    [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
-)
 
 # One output row, as written to Kafka (JSON value) and Parquet (columns).
 TREND_COLUMNS = [
@@ -52,9 +45,6 @@ TREND_COLUMNS = [
     ("kafka_value", "STRING", Types.STRING()),
 ]
 TREND_TYPE = Types.ROW_NAMED([c[0] for c in TREND_COLUMNS], [c[2] for c in TREND_COLUMNS])
-
-# Dead-letter and late records: a key (may be None) and a JSON value.
-SIDE_TYPE = Types.ROW_NAMED(["kafka_key", "kafka_value"], [Types.STRING(), Types.STRING()])
 
 # Parquet holds the row's columns; the Kafka message is the same row as JSON.
 PARQUET_COLUMNS = [c for c in TREND_COLUMNS if c[0] not in ("kafka_key", "kafka_value")]
@@ -92,7 +82,7 @@ class KafkaRecordSource:
         return self.config.job_name
 
 
-    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream:
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table:
         c = self.config
         # A quiet partition must not hold back the watermark of the others.
         t_env.get_config().set("table.exec.source.idle-timeout", f"{c.idleness_ms} ms")
@@ -116,6 +106,9 @@ class KafkaRecordSource:
               `partition` INT METADATA VIRTUAL,
               `offset` BIGINT METADATA VIRTUAL,
               `record_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+              -- Arrival order: the job keeps each partition's order by it (dedup's
+              -- "first copy", the partition's largest published_at so far).
+              `proc` AS PROCTIME(),
               -- Event time is the record timestamp (= published_at).  An absurd one
               -- (from a broken producer) is replaced by the epoch so it can never
               -- push the watermark ahead; the record itself goes to the DLQ.
@@ -128,12 +121,8 @@ class KafkaRecordSource:
               {_with(options)}
             )"""
         )
-        table = t_env.sql_query(
-            "SELECT `value`, `topic`, `partition`, `offset`, `event_time` FROM feed_events_source"
-        )
-        return t_env.to_data_stream(table).map(
-            lambda r: Row(value=r[0], topic=r[1], partition=r[2], offset=r[3]), output_type=RECORD_TYPE
-        ).name("kafka-records").uid("kafka-records")
+        # The watermarks travel with the rows; the event-time column itself is not needed.
+        return t_env.sql_query("SELECT `value`, `topic`, `partition`, `offset`, `proc` FROM feed_events_source")
 
 
 @dataclass(frozen=True)
@@ -149,7 +138,7 @@ class CollectionRecordSource:
     config: Config
     topic: str = "feed-events"
 
-    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream:
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table:
         with_ts = Types.ROW_NAMED(
             ["value", "topic", "partition", "offset", "ts_ms"],
             [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()],
@@ -164,6 +153,7 @@ class CollectionRecordSource:
             .column("offset", DataTypes.BIGINT())
             .column("ts_ms", DataTypes.BIGINT())
             .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
+            .column_by_expression("proc", "PROCTIME()")
             .watermark("event_time", f"event_time - {sql_interval(self.config.out_of_orderness_ms + 1)}")
             .build()
         )
@@ -171,13 +161,7 @@ class CollectionRecordSource:
         # they would from Kafka (the job then keys them by partition).
         t_env.get_config().set("table.exec.resource.default-parallelism", "1")
         table = t_env.from_data_stream(stream, schema)
-        return (
-            t_env.to_data_stream(table.select(col("value"), col("topic"), col("partition"), col("offset"), col("event_time")))
-            .map(lambda r: Row(value=r[0], topic=r[1], partition=r[2], offset=r[3]), output_type=RECORD_TYPE)
-            .set_parallelism(1)
-            .name("collection-records")
-            .uid("collection-records")
-        )
+        return table.select(col("value"), col("topic"), col("partition"), col("offset"), col("proc"))
 
 
 @dataclass(frozen=True)
@@ -216,9 +200,10 @@ class TrendSinks:
         self,
         t_env: StreamTableEnvironment,
         trends: DataStream,
-        dlq: DataStream,
-        late: DataStream,
+        dlq: Table,
+        late: Table,
     ) -> StatementSet:
+        """Insert the trend rows and the (kafka_key, kafka_value) tables of dead letters and late records."""
         c = self.config
         self._kafka_table(t_env, "trends_kafka", c.trends_topic, "trends")
         self._kafka_table(t_env, "dlq_kafka", c.dlq_topic, "dlq")
@@ -247,8 +232,8 @@ class TrendSinks:
             )"""
         )
         t_env.create_temporary_view("trend_rows", t_env.from_data_stream(trends))
-        t_env.create_temporary_view("dlq_rows", t_env.from_data_stream(dlq))
-        t_env.create_temporary_view("late_rows", t_env.from_data_stream(late))
+        t_env.create_temporary_view("dlq_rows", dlq)
+        t_env.create_temporary_view("late_rows", late)
         parquet_cols = ", ".join(f"`{name}`" for name, _, _ in PARQUET_COLUMNS)
         statements = t_env.create_statement_set()
         statements.add_insert_sql("INSERT INTO trends_kafka SELECT kafka_key, kafka_value FROM trend_rows")
@@ -259,6 +244,6 @@ class TrendSinks:
 
 
 class SourceFactory(Protocol):
-    """Builds the record stream: Row(value, topic, partition, offset), timestamp = event time."""
+    """Builds the record table (value, topic, partition, offset, proc), watermarked by event time."""
 
-    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream: ...
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table: ...

@@ -1,20 +1,27 @@
 """The trends job: Kafka events -> dedup -> tumbling term windows -> trend scores.
 
-Wiring only.  Every decision is made by a pure function in `udfs/`; each stateful
-operator below loads its state, calls that function, stores the result and sets
-timers (tests/streaming_sim.py is the same pipeline as plain Python, used by the
-property tests).  Sources and sinks come from `connectors/`, so tests can hand
-`build()` a collection source and collect the outputs.
+Wiring only.  Per-event work runs in the JVM wherever Flink has the operator, and
+Python is called where our logic is: once per record to parse it and find its
+terms, once per accepted article to count it, then per window.  Every decision is
+made by a pure function in `udfs/`; each Python operator below loads its state,
+calls that step, stores the result and sets timers (tests/streaming_sim.py drives
+the same steps as plain Python, for the property tests).  Sources and sinks come
+from `connectors/`, so tests can hand `build()` a collection source.
 
-    records (value bytes, topic, partition, offset; timestamp = published_at)
-      -> parse-validate            Rejection -> DLQ side output
-      -> dedup      key article_id first copy wins (state: seen, TTL)
-                                   late beyond lateness -> late side output
-      -> explode-terms             article -> one record per term bucket:
-                                   (bucket, terms, window_start, example fields)
-      -> term-windows key bucket   counts per (term, window); fires at window end,
-                                   refreshes fired windows on late data
-      -> rank        key window    ranks, revisions -> trend rows
+    records (value, topic, partition, offset, proc)            JVM: Kafka table source,
+                                                                    per-partition watermarks
+      -> parse-record   Python scalar function: parse, validate, terms
+                        bad input -> DLQ (JSON made in Python, written by the JVM)
+      -> max published_at per Kafka partition (OVER aggregate)  JVM: the partition's own
+                        watermark before the record, restored with the checkpoint
+      -> first copy per article_id (ROW_NUMBER = 1)             JVM: Flink's Deduplicate,
+                        state TTL = dedup TTL
+      -> late split     late beyond lateness on the partition watermark -> late output
+      -> count-articles Python, keyed by article bucket: hits per open window, counted
+                        out when the watermark passes the window's end
+      -> term-windows   Python, keyed by term bucket: counts per (term, window) and the
+                        term's history; candidates when a window fires or changes
+      -> rank           Python, keyed by window: ranks, revisions -> trend rows
 """
 
 from __future__ import annotations
@@ -23,176 +30,120 @@ import sys
 import time
 from typing import Iterator, NamedTuple
 
-from pyflink.common import Row, Time, Types
-from pyflink.datastream import (
-    DataStream,
-    KeyedProcessFunction,
-    OutputTag,
-    RuntimeContext,
-    StreamExecutionEnvironment,
-)
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
-from pyflink.table import StreamTableEnvironment
+from pyflink.common import Row, Types
+from pyflink.datastream import DataStream, KeyedProcessFunction, RuntimeContext, StreamExecutionEnvironment
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor
+from pyflink.table import DataTypes, StreamTableEnvironment, Table
+from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks
+from connectors.flink_io import TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks
 from feedtrends.config import Config, load_config
-from udfs.dead_letter import dlq_record, late_record
-from udfs.buckets import MAX_PARALLELISM, group_by_bucket
-from udfs.dedup import dedup_step
-from udfs.terms import article_terms
-from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
+from udfs.buckets import MAX_PARALLELISM
+from udfs.counting import ArticleCounts, ArticleHit, TermHistory
+from udfs.intake import intake, late_output
+from udfs.trend import revise
 from udfs.trend_row import TrendRow, utc_date
-from udfs.validate import Rejection, parse_event
-from udfs.windows import (
-    TermWindow,
-    add_article,
-    bounded_watermark,
-    classify_lateness,
-    cleanup_time,
-    expiry_time,
-    fire_time,
-    last_fired_window_start,
-    window_end,
-    window_start,
-)
+from udfs.windows import TermWindow, cleanup_time, fire_time, window_end
 
 MAX_WATERMARK = 2**63 - 1
 
-DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
-LATE_TAG = OutputTag("late-events", SIDE_TYPE)
+INTAKE_TYPE = DataTypes.ROW(
+    [
+        DataTypes.FIELD("dlq", DataTypes.STRING()),
+        DataTypes.FIELD("key", DataTypes.INT()),
+        DataTypes.FIELD("article_id", DataTypes.STRING()),
+        DataTypes.FIELD("feed_url", DataTypes.STRING()),
+        DataTypes.FIELD("title", DataTypes.STRING()),
+        DataTypes.FIELD("published_at", DataTypes.BIGINT()),
+        DataTypes.FIELD("terms", DataTypes.STRING()),
+    ]
+)
 
 
-class ParseValidate(KeyedProcessFunction):
-    """Keyed by Kafka partition: raw record -> (Article, topic, partition, offset, watermark).
-
-    Bad input goes to the DLQ with the reason.  `watermark` is this partition's
-    own bounded-out-of-orderness watermark before the record, made from the valid
-    events' `published_at` and kept in keyed state, so it survives a restart.
-    Lateness is decided on it: Flink's own watermark starts again from nothing
-    after a restore, and PyFlink hands keyed Python functions a watermark that
-    lags while a bundle is open; either would let a late event through after a
-    failure, which the run without failure had rejected.  Downstream watermarks are
-    never ahead of it, so a window judged still open here is still open there.
-    """
+class ParseRecord(ScalarFunction):
+    """Raw record -> `udfs.intake.Intake` columns; counts records in and dead letters."""
 
     def __init__(self, config: Config):
-        self.out_of_orderness_ms = config.out_of_orderness_ms
+        self.include_summary = config.include_summary
+        self.buckets = config.term_buckets
 
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self.max_published_at = runtime_context.get_state(ValueStateDescriptor("max_published_at", Types.LONG()))
-        # partition -> max_published_at: this operator is the state's only writer and a
-        # restore builds a new instance, so the copy saves a state read per record.
-        self.max_seen: dict[int, int | None] = {}
-        metrics = runtime_context.get_metrics_group()
+    def open(self, function_context: FunctionContext) -> None:
+        metrics = function_context.get_metric_group()
         self.events_in = metrics.counter("events_in")
         self.dead_letters = metrics.counter("dead_letters")
 
-    def process_element(self, record, ctx: KeyedProcessFunction.Context) -> Iterator:
-        value, topic, partition, offset = record
+    def eval(self, value, topic, partition, offset):
         self.events_in.inc()
-        parsed = parse_event(value)
-        if isinstance(parsed, Rejection):
+        result = intake(value, topic, partition, offset, include_summary=self.include_summary, buckets=self.buckets)
+        if result.dlq is not None:
             self.dead_letters.inc()
-            yield DLQ_TAG, Row(
-                None, dlq_record(value, parsed.reason, topic, partition, offset, detail=parsed.detail).decode()
-            )
-            return
-        if partition in self.max_seen:
-            max_ts = self.max_seen[partition]
-        else:
-            max_ts = self.max_seen[partition] = self.max_published_at.value()
-        watermark = bounded_watermark(max_ts, self.out_of_orderness_ms)
-        if max_ts is None or parsed.published_at > max_ts:
-            self.max_published_at.update(parsed.published_at)
-            self.max_seen[partition] = parsed.published_at
-        yield parsed, topic, partition, offset, watermark
+        return Row(*result)
 
 
-class Dedup(KeyedProcessFunction):
-    """Keyed by article_id: the first copy passes, later copies are counted and dropped.
+class LateRecord(ScalarFunction):
+    """The late-output JSON of a record the JVM found late beyond lateness; counts them."""
 
-    All copies of an article share a Kafka partition (the key is the article id),
-    so "first" is that partition's order: deterministic on replay.  Dedup comes
-    before the lateness check, so a late copy of a known article is a duplicate.
+    def open(self, function_context: FunctionContext) -> None:
+        self.late = function_context.get_metric_group().counter("late_beyond_lateness")
+
+    def eval(self, value, late_by_ms, watermark, window_start, topic, partition, offset):
+        self.late.inc()
+        return late_output(value, late_by_ms, watermark, window_start, topic, partition, offset)
+
+
+class CountArticles(KeyedProcessFunction):
+    """Keyed by article bucket: `udfs.counting.ArticleCounts` per key.
+
+    State: the hits of the windows not counted out yet, one list entry per article
+    (the only state write per article).  The in-memory copy is what the state holds:
+    this operator is its only writer and a restore builds a new instance.
     """
 
     def __init__(self, config: Config):
-        self.ttl_ms = config.dedup_ttl_ms
         self.size_ms = config.window_ms
-        self.lateness_ms = config.lateness_ms
+        self.k = config.examples
+        self.buckets = config.term_buckets
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # TTL keeps memory bounded; Flink's TTL runs on processing time.
-        ttl = (
-            StateTtlConfig.new_builder(Time.milliseconds(self.ttl_ms))
-            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-            # The RocksDB compaction-filter cleanup, named explicitly instead of
-            # left as the background default: PyFlink builds that default with a
-            # py4j call, which fails inside a TaskManager running Python in thread
-            # mode (there is no gateway there).  The embedded runtime reads only
-            # the entry count; the compaction period is a plain-Python placeholder.
-            .disable_cleanup_in_background()
-            .cleanup_in_rocksdb_compact_filter(1000, Time.days(30))
-            # The heap backend's strategy (RocksDB ignores it): expired entries are
-            # dropped a few at a time as state is touched.
-            .cleanup_incrementally(10, False)
-            .build()
-        )
-        seen = ValueStateDescriptor("seen", Types.BOOLEAN())
-        seen.enable_time_to_live(ttl)
-        self.seen = runtime_context.get_state(seen)
-        metrics = runtime_context.get_metrics_group()
-        self.duplicates = metrics.counter("duplicates")
-        self.late = metrics.counter("late_beyond_lateness")
+        self.hits = runtime_context.get_list_state(ListStateDescriptor("hits", Types.PICKLED_BYTE_ARRAY()))
+        self.by_key: dict[int, ArticleCounts] = {}
+        self.articles = runtime_context.get_metrics_group().counter("articles_counted")
+
+    def _counts(self, key: int) -> ArticleCounts:
+        counts = self.by_key.get(key)
+        if counts is None:
+            counts = self.by_key[key] = ArticleCounts(self.size_ms, self.k, self.buckets)
+            counts.restore([ArticleHit(*hit) for hit in (self.hits.get() or ())])
+        return counts
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
-        article, topic, partition, offset, watermark = value
-        new_seen, emit = dedup_step(bool(self.seen.value()), article)
-        if new_seen:
-            self.seen.update(True)
-        if not emit:
-            self.duplicates.inc()
-            return
-        is_late, late_by_ms = classify_lateness(article.published_at, watermark, self.size_ms, self.lateness_ms)
-        if is_late:
-            self.late.inc()
-            record = late_record(
-                article, late_by_ms, watermark, topic, partition, offset,
-                window_start=window_start(article.published_at, self.size_ms),
-            )
-            yield LATE_TAG, Row(article.article_id, record.decode())
-            return
-        yield article, watermark
+        # value: (key, window_start, article_id, feed_url, title, published_at, terms)
+        hit = ArticleHit(value[1], value[2], value[3], value[4], value[5], value[6])
+        counts = self._counts(ctx.get_current_key())
+        self.articles.inc()
+        self.hits.add(tuple(hit))  # a plain tuple pickles faster than the NamedTuple
+        due = counts.add(hit)
+        if due is not None:
+            ctx.timer_service().register_event_time_timer(due)
+        return iter(())
 
-
-class _Bucket:
-    """One bucket's term windows, held in Python as well as in Flink state.
-
-    The operator is the only writer of its state, and a restore (failure,
-    rescale, savepoint) builds a new operator instance, so this copy is always
-    what the state holds: reads come from here, only writes go to Flink.
-    """
-
-    def __init__(self) -> None:
-        self.by_term: dict[str, dict[int, TermWindow]] = {}  # term -> window_start -> counts
-        self.by_window: dict[int, set[str]] = {}  # window_start -> terms with counts in it
-        self.fire_timers: set[int] = set()  # windows whose fire timer this instance registered
-        self.expiry_timers: set[int] = set()
-
-    def add(self, ws: int, term: str, agg: TermWindow) -> None:
-        self.by_term.setdefault(term, {})[ws] = agg
-        self.by_window.setdefault(ws, set()).add(term)
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
+        out, remaining = self._counts(ctx.get_current_key()).fire(timestamp)
+        if remaining is not None:
+            if remaining:
+                self.hits.update([tuple(hit) for hit in remaining])
+            else:
+                self.hits.clear()
+        for key, ws, partial in out:
+            yield key, ws, tuple((term, agg.to_state()) for term, agg in partial)
 
 
 class TermWindows(KeyedProcessFunction):
-    """Keyed by term bucket (udfs/buckets.py): article counts per (term, tumbling window), and each term's history.
+    """Keyed by term bucket (udfs/buckets.py): `udfs.counting.TermHistory` per key.
 
-    Emits (window_start, ((term, Candidate), ...), watermark) when a window fires, and
-    again for a fired window (and the later fired windows whose baseline includes
-    it) when late data within the allowed lateness changes it.  One record in
-    carries all of an article's terms in the bucket, one record out all of a
-    window's candidates in the bucket; timers are per (bucket, window).
+    Emits (window_start, ((term, Candidate), ...), watermark) when a window fires,
+    and again for a fired window (and the later fired windows whose baseline
+    includes it) when late data within the allowed lateness changes it.
     """
 
     def __init__(self, config: Config):
@@ -202,75 +153,45 @@ class TermWindows(KeyedProcessFunction):
         self.k = config.examples
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # "<window_start> <term>" -> TermWindow.to_state() (a term may hold spaces; the number never does)
+        # "<window_start> <term>" -> TermWindow.to_state(); window_start -> terms not emitted yet
         self.counts = runtime_context.get_map_state(
             MapStateDescriptor("counts", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
-        self.buckets: dict[int, _Bucket] = {}
+        self.changed = runtime_context.get_map_state(
+            MapStateDescriptor("changed", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
+        )
+        self.by_key: dict[int, TermHistory] = {}
 
-    def _bucket(self, key: int) -> _Bucket:
-        bucket = self.buckets.get(key)
-        if bucket is None:
-            # First touch of this key since the operator started: load its state once.
-            bucket = _Bucket()
-            for state_key, agg_state in self.counts.items():
-                ws, term = state_key.split(" ", 1)
-                bucket.add(int(ws), term, TermWindow.from_state(agg_state))
-            self.buckets[key] = bucket
-        return bucket
+    def _history(self, key: int) -> TermHistory:
+        history = self.by_key.get(key)
+        if history is None:
+            history = self.by_key[key] = TermHistory(self.size_ms, self.lateness_ms, self.n, self.k)
+            history.restore(
+                [(state_key, TermWindow.from_state(agg)) for state_key, agg in self.counts.items()],
+                [(ws, term) for ws, terms in self.changed.items() for term in terms],
+            )
+        return history
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
-        _, terms, ws, article_id, feed_url, title, published_at, watermark = value
-        bucket = self._bucket(ctx.get_current_key())
-        timers = ctx.timer_service()
-        if ws not in bucket.expiry_timers:
-            timers.register_event_time_timer(expiry_time(ws, self.size_ms, self.lateness_ms, self.n))
-            bucket.expiry_timers.add(ws)
-        fired_upto = last_fired_window_start(watermark, self.size_ms)
-        if ws > fired_upto and ws not in bucket.fire_timers:
-            timers.register_event_time_timer(fire_time(ws, self.size_ms))
-            bucket.fire_timers.add(ws)
-        updates = {}
-        for term in terms:
-            history = bucket.by_term.get(term, {})
-            agg = add_article(
-                history.get(ws), article_id=article_id, feed_url=feed_url, title=title, published_at=published_at,
-                k=self.k,
-            )
-            bucket.add(ws, term, agg)
-            updates[f"{ws} {term}"] = agg.to_state()  # plain tuples pickle ~3x faster than the dataclass
-        # One call into the JVM for all the record's terms (a call per term cost more than the counting).
-        self.counts.put_all(updates)
-        if ws > fired_upto:
-            return
-        refreshed: dict[int, list[tuple[str, Candidate]]] = {}
-        for term in terms:
-            history = bucket.by_term[term]
-            for w in rows_to_refresh(history, ws, fired_upto, self.size_ms, self.n):
-                refreshed.setdefault(w, []).append((term, term_candidate(history, w, self.size_ms, self.n)))
-        for w in sorted(refreshed):
-            yield w, tuple(refreshed[w]), watermark
+        _, ws, partial = value
+        history = self._history(ctx.get_current_key())
+        updates, timers = history.merge(ws, tuple((term, TermWindow.from_state(agg)) for term, agg in partial))
+        # One call into the JVM for all the partial's terms.
+        self.counts.put_all({state_key: agg.to_state() for state_key, agg in updates.items()})
+        self.changed.put(ws, sorted(history.changed[ws]))
+        for due in timers:
+            ctx.timer_service().register_event_time_timer(due)
+        return iter(())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
-        bucket = self._bucket(ctx.get_current_key())
-        for ws in sorted(bucket.by_window):
-            if fire_time(ws, self.size_ms) == timestamp:
-                # The watermark has reached the timer: it is at least `timestamp`.
-                # One record per (bucket, window) to the ranker, not one per term.
-                candidates = tuple(
-                    (term, term_candidate(bucket.by_term[term], ws, self.size_ms, self.n))
-                    for term in sorted(bucket.by_window[ws])
-                )
-                yield ws, candidates, timestamp
-        for ws in [w for w in bucket.by_window if expiry_time(w, self.size_ms, self.lateness_ms, self.n) <= timestamp]:
-            for term in bucket.by_window.pop(ws):
-                self.counts.remove(f"{ws} {term}")
-                history = bucket.by_term[term]
-                del history[ws]
-                if not history:
-                    del bucket.by_term[term]
-            bucket.fire_timers.discard(ws)
-            bucket.expiry_timers.discard(ws)
+        emitted, removed, done = self._history(ctx.get_current_key()).fire(timestamp)
+        for state_key in removed:
+            self.counts.remove(state_key)
+        for ws in done:
+            self.changed.remove(ws)
+        # The watermark has reached the timer: it is at least `timestamp`.
+        for ws, candidates in emitted:
+            yield ws, candidates, timestamp
 
 
 class Rank(KeyedProcessFunction):
@@ -346,63 +267,102 @@ def to_output_row(row: TrendRow) -> Row:
 
 class JobOutputs(NamedTuple):
     trends: DataStream  # TREND_TYPE rows
-    dead_letters: DataStream  # SIDE_TYPE rows
-    late: DataStream  # SIDE_TYPE rows
+    dead_letters: Table  # (kafka_key, kafka_value)
+    late: Table  # (kafka_key, kafka_value)
 
 
 def build(
     env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, config: Config, source: SourceFactory
 ) -> JobOutputs:
     """Wire the pipeline on `source`; the caller attaches sinks and executes."""
-    size_ms, include_summary, buckets = config.window_ms, config.include_summary, config.term_buckets
     p = config.parallelism
+    size, lateness = config.window_ms, config.lateness_ms
     # Every operator at the job's parallelism: a subtask that never gets data
     # would hold the watermark (and so every window) back.
     env.set_parallelism(p)
-    # Fixed, so key groups (and the term buckets' key labels) never depend on p.
+    # Fixed, so key groups (and the buckets' key labels) never depend on p.
     env.set_max_parallelism(MAX_PARALLELISM)
+    table_config = t_env.get_config()
+    # The parsed records feed the DLQ and the articles: without this the planner
+    # runs the Python function (and everything before it) once per consumer.
+    table_config.set("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
+    # The JVM's keyed state (partition maxima, the dedup's seen ids) expires after the
+    # dedup TTL without an update (processing time, as Flink's TTL is).
+    table_config.set("table.exec.state.ttl", f"{config.dedup_ttl_ms} ms")
 
-    # (value, topic, partition, offset), timestamp = published_at
-    records = source(env, t_env)
-
-    # -> (Article, topic, partition, offset, watermark)
-    # Keyed by partition: a partition's records keep their order, and its watermark state.
-    parsed = (
-        records.key_by(lambda r: r[2], key_type=Types.INT())
-        .process(ParseValidate(config))
-        .name("parse-validate")
-        .uid("parse-validate")
-        .set_parallelism(p)
+    t_env.create_temporary_view("records", source(env, t_env))
+    t_env.create_temporary_function("parse_record", udf(ParseRecord(config), result_type=INTAKE_TYPE))
+    t_env.create_temporary_function(
+        "late_record", udf(LateRecord(), result_type=DataTypes.STRING())
     )
 
-    # -> (Article, watermark): first copy only, not late beyond lateness
-    articles = (
-        parsed.key_by(lambda v: v[0].article_id, key_type=Types.STRING())
-        .process(Dedup(config))
-        .name("dedup")
-        .uid("dedup")
-        .set_parallelism(p)
+    # (value, topic, partition, offset, proc, e: Intake)
+    t_env.create_temporary_view(
+        "parsed",
+        t_env.sql_query(
+            "SELECT `value`, `topic`, `partition`, `offset`, proc,"
+            " parse_record(`value`, `topic`, `partition`, `offset`) AS e FROM records"
+        ),
+    )
+    dead_letters = t_env.sql_query(
+        "SELECT CAST(NULL AS STRING) AS kafka_key, e.dlq AS kafka_value FROM parsed WHERE e.dlq IS NOT NULL"
     )
 
-    # -> (bucket key, terms, window_start, article_id, feed_url, title, published_at, watermark):
-    # one record per term bucket the article's terms fall into (udfs/buckets.py).
-    def explode(value):
-        article, watermark = value
-        ws = window_start(article.published_at, size_ms)
-        terms = article_terms(article, include_summary=include_summary)
-        for key, bucket_terms in group_by_bucket(terms, buckets).items():
-            yield key, bucket_terms, ws, article.article_id, article.feed_url, article.title, article.published_at, watermark
+    # Valid events with their partition's largest published_at so far (this record
+    # included: a record that raises the maximum is on time either way, so lateness is
+    # the same as against the watermark before it).
+    t_env.create_temporary_view(
+        "valid",
+        t_env.sql_query(
+            "SELECT `value`, `topic`, `partition`, `offset`, proc, e.key AS bucket, e.article_id AS article_id,"
+            " e.feed_url AS feed_url, e.title AS title, e.published_at AS published_at, e.terms AS terms,"
+            " MAX(e.published_at) OVER (PARTITION BY `partition` ORDER BY proc"
+            "   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS max_published"
+            " FROM parsed WHERE e.dlq IS NULL"
+        ),
+    )
+    # First copy per article (all copies share a Kafka partition, so "first" is that
+    # partition's order), then where it falls against the partition watermark.
+    wm = f"(max_published - {config.out_of_orderness_ms + 1})"
+    ws = f"(published_at - MOD(published_at, {size}))"
+    t_env.create_temporary_view(
+        "first_copies",
+        t_env.sql_query(
+            f"SELECT `value`, `topic`, `partition`, `offset`, bucket, article_id, feed_url, title, published_at,"
+            f" terms, {wm} AS wm, {ws} AS ws, {wm} - ({ws} + {size - 1 + lateness}) AS late_by"
+            " FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY article_id ORDER BY proc) AS copy FROM valid)"
+            " WHERE copy = 1"
+        ),
+    )
+    late = t_env.sql_query(
+        "SELECT article_id AS kafka_key,"
+        " late_record(`value`, late_by, wm, ws, `topic`, `partition`, `offset`) AS kafka_value"
+        " FROM first_copies WHERE late_by >= 0"
+    )
+    # -> (article bucket key, window_start, article_id, feed_url, title, published_at, terms)
+    on_time = t_env.to_data_stream(
+        t_env.sql_query(
+            "SELECT bucket, ws, article_id, feed_url, title, published_at, terms FROM first_copies WHERE late_by < 0"
+        )
+    )
 
-    term_hits = articles.flat_map(explode).name("explode-terms").uid("explode-terms").set_parallelism(p)
+    # -> (term bucket key, window_start, ((term, TermWindow state), ...)) per fired window
+    partials = (
+        on_time.key_by(lambda r: r[0], key_type=Types.INT())
+        .process(CountArticles(config))
+        .name("count-articles")
+        .uid("count-articles")
+        .set_parallelism(p)
+    )
 
     # -> (window_start, ((term, Candidate), ...), watermark)
-    # The uid names the state layout ("<window_start> <term>" keyed by bucket); the
-    # earlier per-term layout ("term-windows") does not map onto it: upgrade by replay.
+    # The uid names the state layout (partials merged per "<window_start> <term>"):
+    # earlier layouts do not map onto it, so an upgrade is a replay.
     candidates = (
-        term_hits.key_by(lambda v: v[0], key_type=Types.INT())
+        partials.key_by(lambda v: v[0], key_type=Types.INT())
         .process(TermWindows(config))
         .name("term-windows")
-        .uid("term-windows-by-bucket")
+        .uid("term-windows-partials")
         .set_parallelism(p)
     )
 
@@ -414,16 +374,16 @@ def build(
         .uid("rank")
         .set_parallelism(p)
     )
-    return JobOutputs(trends, parsed.get_side_output(DLQ_TAG), articles.get_side_output(LATE_TAG))
+    return JobOutputs(trends, dead_letters, late)
 
 
 def main(argv: list[str] | None = None) -> None:
     config = load_config()
     env = StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
-    # The table operators (Kafka source, Kafka and Parquet sinks) get planner uids, so
-    # their state maps onto the job at another parallelism; derived ids would depend on
-    # the job's shape (the Parquet writer chains with its committer only at p = 1).
+    # The table operators (Kafka source, dedup, Kafka and Parquet sinks) get planner
+    # uids, so their state maps onto the job at another parallelism; derived ids would
+    # depend on the job's shape (the Parquet writer chains with its committer only at p = 1).
     t_env.get_config().set("table.exec.uid.generation", "ALWAYS")
     outputs = build(env, t_env, config, KafkaRecordSource(config))
     TrendSinks(config).attach(t_env, *outputs).attach_as_datastream()
