@@ -32,7 +32,7 @@ from typing import Iterator, NamedTuple
 
 from pyflink.common import Row, Types
 from pyflink.datastream import DataStream, KeyedProcessFunction, RuntimeContext, StreamExecutionEnvironment
-from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 from pyflink.table import DataTypes, StreamTableEnvironment, Table
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
@@ -160,6 +160,7 @@ class TermWindows(KeyedProcessFunction):
         self.changed = runtime_context.get_map_state(
             MapStateDescriptor("changed", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
         )
+        self.watermark = runtime_context.get_state(ValueStateDescriptor("watermark", Types.LONG()))
         self.by_key: dict[int, TermHistory] = {}
 
     def _history(self, key: int) -> TermHistory:
@@ -169,6 +170,7 @@ class TermWindows(KeyedProcessFunction):
             history.restore(
                 [(state_key, TermWindow.from_state(agg)) for state_key, agg in self.counts.items()],
                 [(ws, term) for ws, terms in self.changed.items() for term in terms],
+                self.watermark.value(),
             )
         return history
 
@@ -184,7 +186,11 @@ class TermWindows(KeyedProcessFunction):
         return iter(())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
-        emitted, removed, done = self._history(ctx.get_current_key()).fire(timestamp)
+        history = self._history(ctx.get_current_key())
+        before = history.watermark
+        emitted, removed, done = history.fire(timestamp, ctx.timer_service().current_watermark())
+        if history.watermark != before:
+            self.watermark.update(history.watermark)
         for state_key in removed:
             self.counts.remove(state_key)
         for ws in done:

@@ -35,7 +35,7 @@ from typing import NamedTuple
 from udfs.buckets import bucket_keys, term_bucket
 from udfs.terms import FEED_PREFIX
 from udfs.trend import Candidate, rows_to_refresh, term_candidate
-from udfs.windows import TermWindow, expiry_time, fire_time, last_fired_window_start, merge
+from udfs.windows import NO_WATERMARK, TermWindow, expiry_time, fire_time, last_fired_window_start, merge
 
 # Terms travel from the parse function to the counting step as one string: a Flink
 # ARRAY<STRING> out of a Python function does not survive the trip into a DataStream.
@@ -160,6 +160,9 @@ class TermHistory:
     by_term: dict[str, dict[int, TermWindow]] = field(default_factory=dict)  # term -> ws -> counts
     by_window: dict[int, set[str]] = field(default_factory=dict)  # ws -> terms with counts in it
     changed: dict[int, set[str]] = field(default_factory=dict)  # ws -> terms changed since emitted
+    # The highest watermark a timer of this key has fired at: every window ending
+    # before it has fired, and a change to one refreshes the later ones.
+    watermark: int = NO_WATERMARK
     timers: set[int] = field(default_factory=set)
 
     @staticmethod
@@ -167,8 +170,12 @@ class TermHistory:
         # A term may hold spaces; the number never does.
         return f"{ws} {term}"
 
-    def restore(self, entries: list[tuple[str, TermWindow]], changed: list[tuple[int, str]]) -> None:
-        """Rebuild from state: counts by state_key, and the (window, term)s not emitted yet."""
+    def restore(
+        self, entries: list[tuple[str, TermWindow]], changed: list[tuple[int, str]], watermark: int | None
+    ) -> None:
+        """Rebuild from state: counts by state_key, the (window, term)s not emitted yet, the watermark."""
+        if watermark is not None:
+            self.watermark = watermark
         for state_key, agg in entries:
             ws, term = state_key.split(" ", 1)
             self._put(int(ws), term, agg)
@@ -200,11 +207,18 @@ class TermHistory:
                 timers.append(due)
         return updates, timers
 
-    def fire(self, timestamp: int) -> tuple[list[tuple[int, tuple[tuple[str, Candidate], ...]]], list[str], list[int]]:
-        """At watermark `timestamp`: (candidates per window, ascending; count state keys to
-        delete; windows whose changed terms are emitted or dropped, to delete from state)."""
+    def fire(
+        self, timestamp: int, watermark: int | None = None
+    ) -> tuple[list[tuple[int, tuple[tuple[str, Candidate], ...]]], list[str], list[int]]:
+        """A timer at `timestamp` fires; `watermark` is the operator's current one, if known.
+
+        Returns (candidates per window, ascending; count state keys to delete; windows
+        whose changed terms are emitted or dropped, to delete from state).  The
+        caller saves `self.watermark` afterwards.
+        """
         self.timers.discard(timestamp)
-        fired_upto = last_fired_window_start(timestamp, self.size_ms)
+        self.watermark = max(self.watermark, timestamp, watermark if watermark is not None else timestamp)
+        fired_upto = last_fired_window_start(self.watermark, self.size_ms)
         out: dict[int, dict[str, Candidate]] = {}
         done = sorted(w for w in self.changed if w <= fired_upto)
         for ws in done:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from udfs.counting import article_bucket_key, join_terms
 from udfs.dead_letter import dlq_record, late_record
-from udfs.terms import article_terms
+from udfs.terms import DEFAULT_MAX_TERMS, article_terms
 from udfs.validate import Rejection, parse_event
 
 
@@ -29,7 +29,14 @@ class Intake(NamedTuple):
 
 
 def intake(
-    value: bytes, topic: str | None, partition: int | None, offset: int | None, *, include_summary: bool, buckets: int
+    value: bytes,
+    topic: str | None,
+    partition: int | None,
+    offset: int | None,
+    *,
+    include_summary: bool,
+    buckets: int,
+    max_terms: int = DEFAULT_MAX_TERMS,
 ) -> Intake:
     """Parse one record value; bad input becomes its dead-letter JSON with the reason and source position."""
     parsed = parse_event(value)
@@ -45,7 +52,7 @@ def intake(
         parsed.feed_url,
         parsed.title,
         parsed.published_at,
-        join_terms(article_terms(parsed, include_summary=include_summary)),
+        join_terms(article_terms(parsed, include_summary=include_summary, max_terms=max_terms)),
     )
 
 
