@@ -46,6 +46,9 @@ TREND_COLUMNS = [
 ]
 TREND_TYPE = Types.ROW_NAMED([c[0] for c in TREND_COLUMNS], [c[2] for c in TREND_COLUMNS])
 
+# Dead-letter and late records: a key (may be None) and a JSON value.
+SIDE_TYPE = Types.ROW_NAMED(["kafka_key", "kafka_value"], [Types.STRING(), Types.STRING()])
+
 # Parquet holds the row's columns; the Kafka message is the same row as JSON.
 PARQUET_COLUMNS = [c for c in TREND_COLUMNS if c[0] not in ("kafka_key", "kafka_value")]
 
@@ -200,10 +203,9 @@ class TrendSinks:
         self,
         t_env: StreamTableEnvironment,
         trends: DataStream,
-        dlq: Table,
-        late: Table,
+        dlq: DataStream,
+        late: DataStream,
     ) -> StatementSet:
-        """Insert the trend rows and the (kafka_key, kafka_value) tables of dead letters and late records."""
         c = self.config
         self._kafka_table(t_env, "trends_kafka", c.trends_topic, "trends")
         self._kafka_table(t_env, "dlq_kafka", c.dlq_topic, "dlq")
@@ -232,8 +234,8 @@ class TrendSinks:
             )"""
         )
         t_env.create_temporary_view("trend_rows", t_env.from_data_stream(trends))
-        t_env.create_temporary_view("dlq_rows", dlq)
-        t_env.create_temporary_view("late_rows", late)
+        t_env.create_temporary_view("dlq_rows", t_env.from_data_stream(dlq))
+        t_env.create_temporary_view("late_rows", t_env.from_data_stream(late))
         parquet_cols = ", ".join(f"`{name}`" for name, _, _ in PARQUET_COLUMNS)
         statements = t_env.create_statement_set()
         statements.add_insert_sql("INSERT INTO trends_kafka SELECT kafka_key, kafka_value FROM trend_rows")

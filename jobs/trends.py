@@ -31,12 +31,12 @@ import time
 from typing import Iterator, NamedTuple
 
 from pyflink.common import Row, Types
-from pyflink.datastream import DataStream, KeyedProcessFunction, RuntimeContext, StreamExecutionEnvironment
+from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, RuntimeContext, StreamExecutionEnvironment
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
-from pyflink.table import DataTypes, StreamTableEnvironment, Table
-from pyflink.table.udf import FunctionContext, ScalarFunction, udf
+from pyflink.table import DataTypes, StreamTableEnvironment
+from pyflink.table.udf import ScalarFunction, udf
 
-from connectors.flink_io import TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks
+from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks
 from feedtrends.config import Config, load_config
 from udfs.buckets import MAX_PARALLELISM
 from udfs.counting import ArticleCounts, ArticleHit, TermHistory
@@ -46,6 +46,11 @@ from udfs.trend_row import TrendRow, utc_date
 from udfs.windows import TermWindow, cleanup_time, fire_time, window_end
 
 MAX_WATERMARK = 2**63 - 1
+
+# What a row into count-articles is (its first column).
+ARTICLE, DEAD_LETTER, LATE = 0, 1, 2
+DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
+LATE_TAG = OutputTag("late-events", SIDE_TYPE)
 
 INTAKE_TYPE = DataTypes.ROW(
     [
@@ -61,38 +66,22 @@ INTAKE_TYPE = DataTypes.ROW(
 
 
 class ParseRecord(ScalarFunction):
-    """Raw record -> `udfs.intake.Intake` columns; counts records in and dead letters."""
+    """Raw record -> `udfs.intake.Intake` columns."""
 
     def __init__(self, config: Config):
         self.include_summary = config.include_summary
         self.buckets = config.term_buckets
 
-    def open(self, function_context: FunctionContext) -> None:
-        metrics = function_context.get_metric_group()
-        self.events_in = metrics.counter("events_in")
-        self.dead_letters = metrics.counter("dead_letters")
-
     def eval(self, value, topic, partition, offset):
-        self.events_in.inc()
-        result = intake(value, topic, partition, offset, include_summary=self.include_summary, buckets=self.buckets)
-        if result.dlq is not None:
-            self.dead_letters.inc()
-        return Row(*result)
-
-
-class LateRecord(ScalarFunction):
-    """The late-output JSON of a record the JVM found late beyond lateness; counts them."""
-
-    def open(self, function_context: FunctionContext) -> None:
-        self.late = function_context.get_metric_group().counter("late_beyond_lateness")
-
-    def eval(self, value, late_by_ms, watermark, window_start, topic, partition, offset):
-        self.late.inc()
-        return late_output(value, late_by_ms, watermark, window_start, topic, partition, offset)
+        # No counters here: a scalar function's metrics are not reported in thread mode.
+        return Row(*intake(value, topic, partition, offset, include_summary=self.include_summary, buckets=self.buckets))
 
 
 class CountArticles(KeyedProcessFunction):
     """Keyed by article bucket: `udfs.counting.ArticleCounts` per key.
+
+    Dead letters pass through to their side output; a record the JVM found late
+    beyond lateness becomes its late-output JSON (parsed again: they are few).
 
     State: the hits of the windows not counted out yet, one list entry per article
     (the only state write per article).  The in-memory copy is what the state holds:
@@ -107,7 +96,10 @@ class CountArticles(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.hits = runtime_context.get_list_state(ListStateDescriptor("hits", Types.PICKLED_BYTE_ARRAY()))
         self.by_key: dict[int, ArticleCounts] = {}
-        self.articles = runtime_context.get_metrics_group().counter("articles_counted")
+        metrics = runtime_context.get_metrics_group()
+        self.articles = metrics.counter("articles_counted")
+        self.late = metrics.counter("late_beyond_lateness")
+        self.dead_letters = metrics.counter("dead_letters")
 
     def _counts(self, key: int) -> ArticleCounts:
         counts = self.by_key.get(key)
@@ -117,15 +109,25 @@ class CountArticles(KeyedProcessFunction):
         return counts
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
-        # value: (key, window_start, article_id, feed_url, title, published_at, terms)
-        hit = ArticleHit(value[1], value[2], value[3], value[4], value[5], value[6])
+        # value: see build(), "-> (kind, key, ...": an article, a dead letter or a late record
+        kind = value[0]
+        if kind == DEAD_LETTER:
+            self.dead_letters.inc()
+            yield DLQ_TAG, Row(None, value[8])
+            return
+        if kind == LATE:
+            self.late.inc()
+            late_by, watermark = value[14], value[13]
+            record = late_output(value[9], late_by, watermark, value[2], value[10], value[11], value[12])
+            yield LATE_TAG, Row(value[3], record)
+            return
+        hit = ArticleHit(value[2], value[3], value[4], value[5], value[6], value[7])
         counts = self._counts(ctx.get_current_key())
         self.articles.inc()
         self.hits.add(tuple(hit))  # a plain tuple pickles faster than the NamedTuple
         due = counts.add(hit)
         if due is not None:
             ctx.timer_service().register_event_time_timer(due)
-        return iter(())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
         out, remaining = self._counts(ctx.get_current_key()).fire(timestamp)
@@ -273,8 +275,8 @@ def to_output_row(row: TrendRow) -> Row:
 
 class JobOutputs(NamedTuple):
     trends: DataStream  # TREND_TYPE rows
-    dead_letters: Table  # (kafka_key, kafka_value)
-    late: Table  # (kafka_key, kafka_value)
+    dead_letters: DataStream  # SIDE_TYPE rows
+    late: DataStream  # SIDE_TYPE rows
 
 
 def build(
@@ -298,9 +300,6 @@ def build(
 
     t_env.create_temporary_view("records", source(env, t_env))
     t_env.create_temporary_function("parse_record", udf(ParseRecord(config), result_type=INTAKE_TYPE))
-    t_env.create_temporary_function(
-        "late_record", udf(LateRecord(), result_type=DataTypes.STRING())
-    )
 
     # (value, topic, partition, offset, proc, e: Intake)
     t_env.create_temporary_view(
@@ -310,57 +309,58 @@ def build(
             " parse_record(`value`, `topic`, `partition`, `offset`) AS e FROM records"
         ),
     )
-    dead_letters = t_env.sql_query(
-        "SELECT CAST(NULL AS STRING) AS kafka_key, e.dlq AS kafka_value FROM parsed WHERE e.dlq IS NOT NULL"
-    )
-
-    # Valid events with their partition's largest published_at so far (this record
-    # included: a record that raises the maximum is on time either way, so lateness is
-    # the same as against the watermark before it).
-    t_env.create_temporary_view(
-        "valid",
-        t_env.sql_query(
-            "SELECT `value`, `topic`, `partition`, `offset`, proc, e.key AS bucket, e.article_id AS article_id,"
-            " e.feed_url AS feed_url, e.title AS title, e.published_at AS published_at, e.terms AS terms,"
-            " MAX(e.published_at) OVER (PARTITION BY `partition` ORDER BY proc"
-            "   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS max_published"
-            " FROM parsed WHERE e.dlq IS NULL"
-        ),
-    )
-    # First copy per article (all copies share a Kafka partition, so "first" is that
-    # partition's order), then where it falls against the partition watermark.
-    wm = f"(max_published - {config.out_of_orderness_ms + 1})"
-    ws = f"(published_at - MOD(published_at, {size}))"
+    # One straight line of JVM operators, which every record passes (bad input too):
+    # split into branches, the planner would plan each on its own, with its own
+    # Python function and dedup.
+    #
+    # Each partition's largest published_at so far (this record included: a record
+    # that raises the maximum is on time either way, so lateness is the same as
+    # against the watermark before it; bad input has published_at 0 and counts for
+    # nothing).  Then the first copy per article (all copies share a Kafka partition,
+    # so "first" is that partition's order; a dead letter is its own key).
     t_env.create_temporary_view(
         "first_copies",
         t_env.sql_query(
-            f"SELECT `value`, `topic`, `partition`, `offset`, bucket, article_id, feed_url, title, published_at,"
-            f" terms, {wm} AS wm, {ws} AS ws, {wm} - ({ws} + {size - 1 + lateness}) AS late_by"
-            " FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY article_id ORDER BY proc) AS copy FROM valid)"
+            "SELECT * FROM ("
+            "  SELECT *, ROW_NUMBER() OVER (PARTITION BY dedup_key ORDER BY proc) AS copy FROM ("
+            "    SELECT `value`, `topic`, `partition`, `offset`, proc, e.dlq AS dlq, e.key AS bucket,"
+            "      e.article_id AS article_id, e.feed_url AS feed_url, e.title AS title,"
+            "      e.published_at AS published_at, e.terms AS terms,"
+            "      COALESCE(e.article_id, CONCAT(' dead letter ', CAST(`partition` AS STRING), ' ',"
+            "        CAST(`offset` AS STRING))) AS dedup_key,"
+            "      MAX(e.published_at) OVER (PARTITION BY `partition` ORDER BY proc"
+            "        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS max_published"
+            "    FROM parsed))"
             " WHERE copy = 1"
         ),
     )
-    late = t_env.sql_query(
-        "SELECT article_id AS kafka_key,"
-        " late_record(`value`, late_by, wm, ws, `topic`, `partition`, `offset`) AS kafka_value"
-        " FROM first_copies WHERE late_by >= 0"
-    )
-    # -> (article bucket key, window_start, article_id, feed_url, title, published_at, terms)
-    on_time = t_env.to_data_stream(
+    # Where each first copy falls against its partition's watermark.
+    wm = f"(max_published - {config.out_of_orderness_ms + 1})"
+    ws = f"(published_at - MOD(published_at, {size}))"
+    late_by = f"({wm} - ({ws} + {size - 1 + lateness}))"
+    # -> (kind, key, window_start, article_id, feed_url, title, published_at, terms,
+    #     dlq, and for a late record: value, topic, partition, offset, watermark, late_by)
+    rows = t_env.to_data_stream(
         t_env.sql_query(
-            "SELECT bucket, ws, article_id, feed_url, title, published_at, terms FROM first_copies WHERE late_by < 0"
+            f"SELECT CASE WHEN dlq IS NOT NULL THEN {DEAD_LETTER} WHEN {late_by} >= 0 THEN {LATE} ELSE {ARTICLE} END,"
+            f" bucket, {ws}, article_id, feed_url, title, published_at, terms, dlq,"
+            f" CASE WHEN dlq IS NULL AND {late_by} >= 0 THEN `value` END, `topic`, `partition`, `offset`,"
+            f" {wm}, {late_by}"
+            " FROM first_copies"
         )
     )
 
-    # -> (term bucket key, window_start, ((term, TermWindow state), ...)) per fired window
+    # -> (term bucket key, window_start, ((term, TermWindow state), ...)) per fired window;
+    #    dead letters and late records to side outputs
     partials = (
-        on_time.key_by(lambda r: r[0], key_type=Types.INT())
+        rows.key_by(lambda r: r[1], key_type=Types.INT())
         .process(CountArticles(config))
         .name("count-articles")
         .uid("count-articles")
         .set_parallelism(p)
     )
 
+    # -> (term bucket key, window_start, ((term, TermWindow state), ...)) per fired window
     # -> (window_start, ((term, Candidate), ...), watermark)
     # The uid names the state layout (partials merged per "<window_start> <term>"):
     # earlier layouts do not map onto it, so an upgrade is a replay.
@@ -380,7 +380,7 @@ def build(
         .uid("rank")
         .set_parallelism(p)
     )
-    return JobOutputs(trends, dead_letters, late)
+    return JobOutputs(trends, partials.get_side_output(DLQ_TAG), partials.get_side_output(LATE_TAG))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,10 +58,8 @@ def run_job(records: list[Record], config: Config, *, bundle_size: int | None = 
     collected = (
         outputs.trends.map(lambda r: Row("trend", r[13]), output_type=tagged).uid("test-trends").start_new_chain()
     ).union(
-        t_env.to_data_stream(outputs.dead_letters)
-        .map(lambda r: Row("dlq", r[1]), output_type=tagged).uid("test-dlq").start_new_chain(),
-        t_env.to_data_stream(outputs.late)
-        .map(lambda r: Row("late", r[1]), output_type=tagged).uid("test-late").start_new_chain(),
+        outputs.dead_letters.map(lambda r: Row("dlq", r[1]), output_type=tagged).uid("test-dlq").start_new_chain(),
+        outputs.late.map(lambda r: Row("late", r[1]), output_type=tagged).uid("test-late").start_new_chain(),
     )
     result = JobResult([], [], [])
     with collected.execute_and_collect() as results:
