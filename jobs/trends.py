@@ -11,12 +11,13 @@ from `connectors/`, so tests can hand `build()` a collection source.
     records (value, topic, partition, offset, proc)            JVM: Kafka table source,
                                                                     per-partition watermarks
       -> parse-record   Python scalar function: parse, validate, terms
-                        bad input -> DLQ (JSON made in Python, written by the JVM)
+                        bad input -> its DLQ JSON, passed on to count-articles' side output
       -> max published_at per Kafka partition (OVER aggregate)  JVM: the partition's own
                         watermark before the record, restored with the checkpoint
       -> first copy per article_id (ROW_NUMBER = 1)             JVM: Flink's Deduplicate,
                         state TTL = dedup TTL
-      -> late split     late beyond lateness on the partition watermark -> late output
+      -> late split     JVM: marks late beyond lateness on the partition watermark;
+                        count-articles turns those into late-output JSON
       -> count-articles Python, keyed by article bucket: hits per open window, counted
                         out when the watermark passes the window's end
       -> term-windows   Python, keyed by term bucket: counts per (term, window) and the
@@ -43,9 +44,7 @@ from udfs.counting import ArticleCounts, ArticleHit, TermHistory
 from udfs.intake import intake, late_output
 from udfs.trend import revise
 from udfs.trend_row import TrendRow, utc_date
-from udfs.windows import TermWindow, cleanup_time, fire_time, window_end
-
-MAX_WATERMARK = 2**63 - 1
+from udfs.windows import MAX_WATERMARK, TermWindow, cleanup_time, fire_time, window_end
 
 # What a row into count-articles is (its first column).
 ARTICLE, DEAD_LETTER, LATE = 0, 1, 2
