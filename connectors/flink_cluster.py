@@ -128,12 +128,7 @@ def submit(config: Config, *, job: Path = TRENDS_JOB, savepoint: str | None = No
 
 # --------------------------------------------------------------------------- journal, restore points
 
-# The job's counters.  Every record passes Flink's Deduplicate operator, which drops
-# the duplicates in the JVM: its records in are `events_in`, and in minus out the
-# duplicates.  The others are counted by the job's Python operators.
-COUNTERS = ("events_in", "dead_letters", "duplicates", "articles_counted", "late_beyond_lateness", "rows_out")
-PYTHON_COUNTERS = ("dead_letters", "articles_counted", "late_beyond_lateness", "rows_out")
-DEDUP_OPERATOR = "Deduplicate"
+COUNTERS = ("events_in", "dead_letters", "duplicates", "late_beyond_lateness", "rows_out")
 
 
 def _journal_path(config: Config) -> Path:
@@ -241,20 +236,9 @@ def job_counters(config: Config, job_id: str) -> dict[str, int]:
     for vertex in job_details(config, job_id).get("vertices", []):
         base = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
         names = [m["id"] for m in _rest(config, base)]
-        wanted = [n for n in names if n.rsplit(".", 1)[-1] in PYTHON_COUNTERS]
-        dedup = [
-            n for n in names
-            if n.startswith(DEDUP_OPERATOR) and n.rsplit(".", 1)[-1] in ("numRecordsIn", "numRecordsOut")
-        ]
-        if not wanted and not dedup:
+        wanted = [n for n in names if n.rsplit(".", 1)[-1] in COUNTERS]
+        if not wanted:
             continue
-        for metric in _rest(config, f"{base}?get={','.join(wanted + dedup)}&agg=sum"):
-            name, value = metric["id"].rsplit(".", 1)[-1], int(float(metric.get("sum", 0)))
-            if name == "numRecordsIn":
-                totals["events_in"] += value
-                totals["duplicates"] += value
-            elif name == "numRecordsOut":
-                totals["duplicates"] -= value
-            else:
-                totals[name] += value
+        for metric in _rest(config, f"{base}?get={','.join(wanted)}&agg=sum"):
+            totals[metric["id"].rsplit(".", 1)[-1]] += int(float(metric.get("sum", 0)))
     return totals

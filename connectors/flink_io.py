@@ -22,10 +22,17 @@ from typing import Protocol
 
 from pyflink.common import Row, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment, Table
+from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from feedtrends.config import Config
+
+# (value, topic, partition, offset): one Kafka record as the job sees it.  The
+# record's event time travels as the stream record's timestamp.
+RECORD_TYPE = Types.ROW_NAMED(
+    ["value", "topic", "partition", "offset"],
+    [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
+)
 
 # One output row, as written to Kafka (JSON value) and Parquet (columns).
 TREND_COLUMNS = [
@@ -85,7 +92,7 @@ class KafkaRecordSource:
         return self.config.job_name
 
 
-    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table:
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream:
         c = self.config
         # A quiet partition must not hold back the watermark of the others.
         t_env.get_config().set("table.exec.source.idle-timeout", f"{c.idleness_ms} ms")
@@ -109,9 +116,6 @@ class KafkaRecordSource:
               `partition` INT METADATA VIRTUAL,
               `offset` BIGINT METADATA VIRTUAL,
               `record_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-              -- Arrival order: the job keeps each partition's order by it (dedup's
-              -- "first copy", the partition's largest published_at so far).
-              `proc` AS PROCTIME(),
               -- Event time is the record timestamp (= published_at).  An absurd one
               -- (from a broken producer) is replaced by the epoch so it can never
               -- push the watermark ahead; the record itself goes to the DLQ.
@@ -124,8 +128,12 @@ class KafkaRecordSource:
               {_with(options)}
             )"""
         )
-        # The watermarks travel with the rows; the event-time column itself is not needed.
-        return t_env.sql_query("SELECT `value`, `topic`, `partition`, `offset`, `proc` FROM feed_events_source")
+        table = t_env.sql_query(
+            "SELECT `value`, `topic`, `partition`, `offset`, `event_time` FROM feed_events_source"
+        )
+        return t_env.to_data_stream(table).map(
+            lambda r: Row(value=r[0], topic=r[1], partition=r[2], offset=r[3]), output_type=RECORD_TYPE
+        ).name("kafka-records").uid("kafka-records")
 
 
 @dataclass(frozen=True)
@@ -141,7 +149,7 @@ class CollectionRecordSource:
     config: Config
     topic: str = "feed-events"
 
-    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table:
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream:
         with_ts = Types.ROW_NAMED(
             ["value", "topic", "partition", "offset", "ts_ms"],
             [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()],
@@ -156,7 +164,6 @@ class CollectionRecordSource:
             .column("offset", DataTypes.BIGINT())
             .column("ts_ms", DataTypes.BIGINT())
             .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
-            .column_by_expression("proc", "PROCTIME()")
             .watermark("event_time", f"event_time - {sql_interval(self.config.out_of_orderness_ms + 1)}")
             .build()
         )
@@ -164,7 +171,13 @@ class CollectionRecordSource:
         # they would from Kafka (the job then keys them by partition).
         t_env.get_config().set("table.exec.resource.default-parallelism", "1")
         table = t_env.from_data_stream(stream, schema)
-        return table.select(col("value"), col("topic"), col("partition"), col("offset"), col("proc"))
+        return (
+            t_env.to_data_stream(table.select(col("value"), col("topic"), col("partition"), col("offset"), col("event_time")))
+            .map(lambda r: Row(value=r[0], topic=r[1], partition=r[2], offset=r[3]), output_type=RECORD_TYPE)
+            .set_parallelism(1)
+            .name("collection-records")
+            .uid("collection-records")
+        )
 
 
 @dataclass(frozen=True)
@@ -246,6 +259,6 @@ class TrendSinks:
 
 
 class SourceFactory(Protocol):
-    """Builds the record table (value, topic, partition, offset, proc), watermarked by event time."""
+    """Builds the record stream: Row(value, topic, partition, offset), timestamp = event time."""
 
-    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table: ...
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream: ...

@@ -1,28 +1,20 @@
 """The trends job: Kafka events -> dedup -> tumbling term windows -> trend scores.
 
-Wiring only.  Per-event work runs in the JVM wherever Flink has the operator, and
-Python is called where our logic is: once per record to parse it and find its
-terms, once per accepted article to count it, then per window.  Every decision is
-made by a pure function in `udfs/`; each Python operator below loads its state,
-calls that step, stores the result and sets timers (tests/streaming_sim.py drives
-the same steps as plain Python, for the property tests).  Sources and sinks come
-from `connectors/`, so tests can hand `build()` a collection source.
+Wiring only.  Every decision is made by a pure function in `udfs/`; each stateful
+operator below loads its state, calls that function, stores the result and sets
+timers (tests/streaming_sim.py is the same pipeline as plain Python, used by the
+property tests).  Sources and sinks come from `connectors/`, so tests can hand
+`build()` a collection source and collect the outputs.
 
-    records (value, topic, partition, offset, proc)            JVM: Kafka table source,
-                                                                    per-partition watermarks
-      -> parse-record   Python scalar function: parse, validate, terms
-                        bad input -> its DLQ JSON, passed on to count-articles' side output
-      -> max published_at per Kafka partition (OVER aggregate)  JVM: the partition's own
-                        watermark before the record, restored with the checkpoint
-      -> first copy per article_id (ROW_NUMBER = 1)             JVM: Flink's Deduplicate,
-                        state TTL = dedup TTL
-      -> late split     JVM: marks late beyond lateness on the partition watermark;
-                        count-articles turns those into late-output JSON
-      -> count-articles Python, keyed by article bucket: hits per open window, counted
-                        out when the watermark passes the window's end
-      -> term-windows   Python, keyed by term bucket: counts per (term, window) and the
-                        term's history; candidates when a window fires or changes
-      -> rank           Python, keyed by window: ranks, revisions -> trend rows
+    records (value bytes, topic, partition, offset; timestamp = published_at)
+      -> parse-validate            Rejection -> DLQ side output
+      -> dedup      key article_id first copy wins (state: seen, TTL)
+                                   late beyond lateness -> late side output
+      -> explode-terms             article -> one record per term bucket:
+                                   (bucket, terms, window_start, example fields)
+      -> term-windows key bucket   counts per (term, window); fires at window end,
+                                   refreshes fired windows on late data
+      -> rank        key window    ranks, revisions -> trend rows
 """
 
 from __future__ import annotations
@@ -31,120 +23,176 @@ import sys
 import time
 from typing import Iterator, NamedTuple
 
-from pyflink.common import Row, Types
-from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, RuntimeContext, StreamExecutionEnvironment
-from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
-from pyflink.table import DataTypes, StreamTableEnvironment
-from pyflink.table.udf import ScalarFunction, udf
+from pyflink.common import Row, Time, Types
+from pyflink.datastream import (
+    DataStream,
+    KeyedProcessFunction,
+    OutputTag,
+    RuntimeContext,
+    StreamExecutionEnvironment,
+)
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.table import StreamTableEnvironment
 
 from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks
 from feedtrends.config import Config, load_config
-from udfs.buckets import MAX_PARALLELISM
-from udfs.counting import ArticleCounts, ArticleHit, TermHistory
-from udfs.intake import intake, late_output
-from udfs.trend import revise
+from udfs.dead_letter import dlq_record, late_record
+from udfs.buckets import MAX_PARALLELISM, group_by_bucket
+from udfs.dedup import dedup_step
+from udfs.terms import article_terms
+from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
 from udfs.trend_row import TrendRow, utc_date
-from udfs.windows import MAX_WATERMARK, TermWindow, cleanup_time, fire_time, window_end
+from udfs.validate import Rejection, parse_event
+from udfs.windows import (
+    TermWindow,
+    add_article,
+    bounded_watermark,
+    classify_lateness,
+    cleanup_time,
+    expiry_time,
+    fire_time,
+    last_fired_window_start,
+    window_end,
+    window_start,
+)
 
-# What a row into count-articles is (its first column).
-ARTICLE, DEAD_LETTER, LATE = 0, 1, 2
+MAX_WATERMARK = 2**63 - 1
+
 DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
 LATE_TAG = OutputTag("late-events", SIDE_TYPE)
 
-INTAKE_TYPE = DataTypes.ROW(
-    [
-        DataTypes.FIELD("dlq", DataTypes.STRING()),
-        DataTypes.FIELD("key", DataTypes.INT()),
-        DataTypes.FIELD("article_id", DataTypes.STRING()),
-        DataTypes.FIELD("feed_url", DataTypes.STRING()),
-        DataTypes.FIELD("title", DataTypes.STRING()),
-        DataTypes.FIELD("published_at", DataTypes.BIGINT()),
-        DataTypes.FIELD("terms", DataTypes.STRING()),
-    ]
-)
 
+class ParseValidate(KeyedProcessFunction):
+    """Keyed by Kafka partition: raw record -> (Article, topic, partition, offset, watermark).
 
-class ParseRecord(ScalarFunction):
-    """Raw record -> `udfs.intake.Intake` columns."""
-
-    def __init__(self, config: Config):
-        self.include_summary = config.include_summary
-        self.buckets = config.term_buckets
-
-    def eval(self, value, topic, partition, offset):
-        # No counters here: a scalar function's metrics are not reported in thread mode.
-        return Row(*intake(value, topic, partition, offset, include_summary=self.include_summary, buckets=self.buckets))
-
-
-class CountArticles(KeyedProcessFunction):
-    """Keyed by article bucket: `udfs.counting.ArticleCounts` per key.
-
-    Dead letters pass through to their side output; a record the JVM found late
-    beyond lateness becomes its late-output JSON (parsed again: they are few).
-
-    State: the hits of the windows not counted out yet, one list entry per article
-    (the only state write per article).  The in-memory copy is what the state holds:
-    this operator is its only writer and a restore builds a new instance.
+    Bad input goes to the DLQ with the reason.  `watermark` is this partition's
+    own bounded-out-of-orderness watermark before the record, made from the valid
+    events' `published_at` and kept in keyed state, so it survives a restart.
+    Lateness is decided on it: Flink's own watermark starts again from nothing
+    after a restore, and PyFlink hands keyed Python functions a watermark that
+    lags while a bundle is open; either would let a late event through after a
+    failure, which the run without failure had rejected.  Downstream watermarks are
+    never ahead of it, so a window judged still open here is still open there.
     """
 
     def __init__(self, config: Config):
-        self.size_ms = config.window_ms
-        self.k = config.examples
-        self.buckets = config.term_buckets
+        self.out_of_orderness_ms = config.out_of_orderness_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.hits = runtime_context.get_list_state(ListStateDescriptor("hits", Types.PICKLED_BYTE_ARRAY()))
-        self.by_key: dict[int, ArticleCounts] = {}
+        self.max_published_at = runtime_context.get_state(ValueStateDescriptor("max_published_at", Types.LONG()))
+        # partition -> max_published_at: this operator is the state's only writer and a
+        # restore builds a new instance, so the copy saves a state read per record.
+        self.max_seen: dict[int, int | None] = {}
         metrics = runtime_context.get_metrics_group()
-        self.articles = metrics.counter("articles_counted")
-        self.late = metrics.counter("late_beyond_lateness")
+        self.events_in = metrics.counter("events_in")
         self.dead_letters = metrics.counter("dead_letters")
 
-    def _counts(self, key: int) -> ArticleCounts:
-        counts = self.by_key.get(key)
-        if counts is None:
-            counts = self.by_key[key] = ArticleCounts(self.size_ms, self.k, self.buckets)
-            counts.restore([ArticleHit(*hit) for hit in (self.hits.get() or ())])
-        return counts
+    def process_element(self, record, ctx: KeyedProcessFunction.Context) -> Iterator:
+        value, topic, partition, offset = record
+        self.events_in.inc()
+        parsed = parse_event(value)
+        if isinstance(parsed, Rejection):
+            self.dead_letters.inc()
+            yield DLQ_TAG, Row(
+                None, dlq_record(value, parsed.reason, topic, partition, offset, detail=parsed.detail).decode()
+            )
+            return
+        if partition in self.max_seen:
+            max_ts = self.max_seen[partition]
+        else:
+            max_ts = self.max_seen[partition] = self.max_published_at.value()
+        watermark = bounded_watermark(max_ts, self.out_of_orderness_ms)
+        if max_ts is None or parsed.published_at > max_ts:
+            self.max_published_at.update(parsed.published_at)
+            self.max_seen[partition] = parsed.published_at
+        yield parsed, topic, partition, offset, watermark
+
+
+class Dedup(KeyedProcessFunction):
+    """Keyed by article_id: the first copy passes, later copies are counted and dropped.
+
+    All copies of an article share a Kafka partition (the key is the article id),
+    so "first" is that partition's order: deterministic on replay.  Dedup comes
+    before the lateness check, so a late copy of a known article is a duplicate.
+    """
+
+    def __init__(self, config: Config):
+        self.ttl_ms = config.dedup_ttl_ms
+        self.size_ms = config.window_ms
+        self.lateness_ms = config.lateness_ms
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        # TTL keeps memory bounded; Flink's TTL runs on processing time.
+        ttl = (
+            StateTtlConfig.new_builder(Time.milliseconds(self.ttl_ms))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            # The RocksDB compaction-filter cleanup, named explicitly instead of
+            # left as the background default: PyFlink builds that default with a
+            # py4j call, which fails inside a TaskManager running Python in thread
+            # mode (there is no gateway there).  The embedded runtime reads only
+            # the entry count; the compaction period is a plain-Python placeholder.
+            .disable_cleanup_in_background()
+            .cleanup_in_rocksdb_compact_filter(1000, Time.days(30))
+            # The heap backend's strategy (RocksDB ignores it): expired entries are
+            # dropped a few at a time as state is touched.
+            .cleanup_incrementally(10, False)
+            .build()
+        )
+        seen = ValueStateDescriptor("seen", Types.BOOLEAN())
+        seen.enable_time_to_live(ttl)
+        self.seen = runtime_context.get_state(seen)
+        metrics = runtime_context.get_metrics_group()
+        self.duplicates = metrics.counter("duplicates")
+        self.late = metrics.counter("late_beyond_lateness")
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
-        # value: see build(), "-> (kind, key, ...": an article, a dead letter or a late record
-        kind = value[0]
-        if kind == DEAD_LETTER:
-            self.dead_letters.inc()
-            yield DLQ_TAG, Row(None, value[8])
+        article, topic, partition, offset, watermark = value
+        new_seen, emit = dedup_step(bool(self.seen.value()), article)
+        if new_seen:
+            self.seen.update(True)
+        if not emit:
+            self.duplicates.inc()
             return
-        if kind == LATE:
+        is_late, late_by_ms = classify_lateness(article.published_at, watermark, self.size_ms, self.lateness_ms)
+        if is_late:
             self.late.inc()
-            late_by, watermark = value[14], value[13]
-            record = late_output(value[9], late_by, watermark, value[2], value[10], value[11], value[12])
-            yield LATE_TAG, Row(value[3], record)
+            record = late_record(
+                article, late_by_ms, watermark, topic, partition, offset,
+                window_start=window_start(article.published_at, self.size_ms),
+            )
+            yield LATE_TAG, Row(article.article_id, record.decode())
             return
-        hit = ArticleHit(value[2], value[3], value[4], value[5], value[6], value[7])
-        counts = self._counts(ctx.get_current_key())
-        self.articles.inc()
-        self.hits.add(tuple(hit))  # a plain tuple pickles faster than the NamedTuple
-        due = counts.add(hit)
-        if due is not None:
-            ctx.timer_service().register_event_time_timer(due)
+        yield article, watermark
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
-        out, remaining = self._counts(ctx.get_current_key()).fire(timestamp)
-        if remaining is not None:
-            if remaining:
-                self.hits.update([tuple(hit) for hit in remaining])
-            else:
-                self.hits.clear()
-        for key, ws, partial in out:
-            yield key, ws, tuple((term, agg.to_state()) for term, agg in partial)
+
+class _Bucket:
+    """One bucket's term windows, held in Python as well as in Flink state.
+
+    The operator is the only writer of its state, and a restore (failure,
+    rescale, savepoint) builds a new operator instance, so this copy is always
+    what the state holds: reads come from here, only writes go to Flink.
+    """
+
+    def __init__(self) -> None:
+        self.by_term: dict[str, dict[int, TermWindow]] = {}  # term -> window_start -> counts
+        self.by_window: dict[int, set[str]] = {}  # window_start -> terms with counts in it
+        self.fire_timers: set[int] = set()  # windows whose fire timer this instance registered
+        self.expiry_timers: set[int] = set()
+
+    def add(self, ws: int, term: str, agg: TermWindow) -> None:
+        self.by_term.setdefault(term, {})[ws] = agg
+        self.by_window.setdefault(ws, set()).add(term)
 
 
 class TermWindows(KeyedProcessFunction):
-    """Keyed by term bucket (udfs/buckets.py): `udfs.counting.TermHistory` per key.
+    """Keyed by term bucket (udfs/buckets.py): article counts per (term, tumbling window), and each term's history.
 
-    Emits (window_start, ((term, Candidate), ...), watermark) when a window fires,
-    and again for a fired window (and the later fired windows whose baseline
-    includes it) when late data within the allowed lateness changes it.
+    Emits (window_start, ((term, Candidate), ...), watermark) when a window fires, and
+    again for a fired window (and the later fired windows whose baseline includes
+    it) when late data within the allowed lateness changes it.  One record in
+    carries all of an article's terms in the bucket, one record out all of a
+    window's candidates in the bucket; timers are per (bucket, window).
     """
 
     def __init__(self, config: Config):
@@ -154,51 +202,75 @@ class TermWindows(KeyedProcessFunction):
         self.k = config.examples
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # "<window_start> <term>" -> TermWindow.to_state(); window_start -> terms not emitted yet
+        # "<window_start> <term>" -> TermWindow.to_state() (a term may hold spaces; the number never does)
         self.counts = runtime_context.get_map_state(
             MapStateDescriptor("counts", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
-        self.changed = runtime_context.get_map_state(
-            MapStateDescriptor("changed", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
-        )
-        self.watermark = runtime_context.get_state(ValueStateDescriptor("watermark", Types.LONG()))
-        self.by_key: dict[int, TermHistory] = {}
+        self.buckets: dict[int, _Bucket] = {}
 
-    def _history(self, key: int) -> TermHistory:
-        history = self.by_key.get(key)
-        if history is None:
-            history = self.by_key[key] = TermHistory(self.size_ms, self.lateness_ms, self.n, self.k)
-            history.restore(
-                [(state_key, TermWindow.from_state(agg)) for state_key, agg in self.counts.items()],
-                [(ws, term) for ws, terms in self.changed.items() for term in terms],
-                self.watermark.value(),
-            )
-        return history
+    def _bucket(self, key: int) -> _Bucket:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            # First touch of this key since the operator started: load its state once.
+            bucket = _Bucket()
+            for state_key, agg_state in self.counts.items():
+                ws, term = state_key.split(" ", 1)
+                bucket.add(int(ws), term, TermWindow.from_state(agg_state))
+            self.buckets[key] = bucket
+        return bucket
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
-        _, ws, partial = value
-        history = self._history(ctx.get_current_key())
-        updates, timers = history.merge(ws, tuple((term, TermWindow.from_state(agg)) for term, agg in partial))
-        # One call into the JVM for all the partial's terms.
-        self.counts.put_all({state_key: agg.to_state() for state_key, agg in updates.items()})
-        self.changed.put(ws, sorted(history.changed[ws]))
-        for due in timers:
-            ctx.timer_service().register_event_time_timer(due)
-        return iter(())
+        _, terms, ws, article_id, feed_url, title, published_at, watermark = value
+        bucket = self._bucket(ctx.get_current_key())
+        timers = ctx.timer_service()
+        if ws not in bucket.expiry_timers:
+            timers.register_event_time_timer(expiry_time(ws, self.size_ms, self.lateness_ms, self.n))
+            bucket.expiry_timers.add(ws)
+        fired_upto = last_fired_window_start(watermark, self.size_ms)
+        if ws > fired_upto and ws not in bucket.fire_timers:
+            timers.register_event_time_timer(fire_time(ws, self.size_ms))
+            bucket.fire_timers.add(ws)
+        updates = {}
+        for term in terms:
+            history = bucket.by_term.get(term, {})
+            agg = add_article(
+                history.get(ws), article_id=article_id, feed_url=feed_url, title=title, published_at=published_at,
+                k=self.k,
+            )
+            bucket.add(ws, term, agg)
+            updates[f"{ws} {term}"] = agg.to_state()  # plain tuples pickle ~3x faster than the dataclass
+        # One call into the JVM for all the record's terms (a call per term cost more than the counting).
+        self.counts.put_all(updates)
+        if ws > fired_upto:
+            return
+        refreshed: dict[int, list[tuple[str, Candidate]]] = {}
+        for term in terms:
+            history = bucket.by_term[term]
+            for w in rows_to_refresh(history, ws, fired_upto, self.size_ms, self.n):
+                refreshed.setdefault(w, []).append((term, term_candidate(history, w, self.size_ms, self.n)))
+        for w in sorted(refreshed):
+            yield w, tuple(refreshed[w]), watermark
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
-        history = self._history(ctx.get_current_key())
-        before = history.watermark
-        emitted, removed, done = history.fire(timestamp, ctx.timer_service().current_watermark())
-        if history.watermark != before:
-            self.watermark.update(history.watermark)
-        for state_key in removed:
-            self.counts.remove(state_key)
-        for ws in done:
-            self.changed.remove(ws)
-        # The watermark has reached the timer: it is at least `timestamp`.
-        for ws, candidates in emitted:
-            yield ws, candidates, timestamp
+        bucket = self._bucket(ctx.get_current_key())
+        for ws in sorted(bucket.by_window):
+            if fire_time(ws, self.size_ms) == timestamp:
+                # The watermark has reached the timer: it is at least `timestamp`.
+                # One record per (bucket, window) to the ranker, not one per term.
+                candidates = tuple(
+                    (term, term_candidate(bucket.by_term[term], ws, self.size_ms, self.n))
+                    for term in sorted(bucket.by_window[ws])
+                )
+                yield ws, candidates, timestamp
+        for ws in [w for w in bucket.by_window if expiry_time(w, self.size_ms, self.lateness_ms, self.n) <= timestamp]:
+            for term in bucket.by_window.pop(ws):
+                self.counts.remove(f"{ws} {term}")
+                history = bucket.by_term[term]
+                del history[ws]
+                if not history:
+                    del bucket.by_term[term]
+            bucket.fire_timers.discard(ws)
+            bucket.expiry_timers.discard(ws)
 
 
 class Rank(KeyedProcessFunction):
@@ -282,92 +354,55 @@ def build(
     env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, config: Config, source: SourceFactory
 ) -> JobOutputs:
     """Wire the pipeline on `source`; the caller attaches sinks and executes."""
+    size_ms, include_summary, buckets = config.window_ms, config.include_summary, config.term_buckets
     p = config.parallelism
-    size, lateness = config.window_ms, config.lateness_ms
     # Every operator at the job's parallelism: a subtask that never gets data
     # would hold the watermark (and so every window) back.
     env.set_parallelism(p)
-    # Fixed, so key groups (and the buckets' key labels) never depend on p.
+    # Fixed, so key groups (and the term buckets' key labels) never depend on p.
     env.set_max_parallelism(MAX_PARALLELISM)
-    table_config = t_env.get_config()
-    # The parsed records feed the DLQ and the articles: without this the planner
-    # runs the Python function (and everything before it) once per consumer.
-    table_config.set("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
-    # The JVM's keyed state (partition maxima, the dedup's seen ids) expires after the
-    # dedup TTL without an update (processing time, as Flink's TTL is).
-    table_config.set("table.exec.state.ttl", f"{config.dedup_ttl_ms} ms")
 
-    t_env.create_temporary_view("records", source(env, t_env))
-    t_env.create_temporary_function("parse_record", udf(ParseRecord(config), result_type=INTAKE_TYPE))
+    # (value, topic, partition, offset), timestamp = published_at
+    records = source(env, t_env)
 
-    # (value, topic, partition, offset, proc, e: Intake)
-    t_env.create_temporary_view(
-        "parsed",
-        t_env.sql_query(
-            "SELECT `value`, `topic`, `partition`, `offset`, proc,"
-            " parse_record(`value`, `topic`, `partition`, `offset`) AS e FROM records"
-        ),
-    )
-    # One straight line of JVM operators, which every record passes (bad input too):
-    # split into branches, the planner would plan each on its own, with its own
-    # Python function and dedup.
-    #
-    # Each partition's largest published_at so far (this record included: a record
-    # that raises the maximum is on time either way, so lateness is the same as
-    # against the watermark before it; bad input has published_at 0 and counts for
-    # nothing).  Then the first copy per article (all copies share a Kafka partition,
-    # so "first" is that partition's order; a dead letter is its own key).
-    t_env.create_temporary_view(
-        "first_copies",
-        t_env.sql_query(
-            "SELECT * FROM ("
-            "  SELECT *, ROW_NUMBER() OVER (PARTITION BY dedup_key ORDER BY proc) AS copy FROM ("
-            "    SELECT `value`, `topic`, `partition`, `offset`, proc, e.dlq AS dlq, e.key AS bucket,"
-            "      e.article_id AS article_id, e.feed_url AS feed_url, e.title AS title,"
-            "      e.published_at AS published_at, e.terms AS terms,"
-            "      COALESCE(e.article_id, CONCAT(' dead letter ', CAST(`partition` AS STRING), ' ',"
-            "        CAST(`offset` AS STRING))) AS dedup_key,"
-            "      MAX(e.published_at) OVER (PARTITION BY `partition` ORDER BY proc"
-            "        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS max_published"
-            "    FROM parsed))"
-            " WHERE copy = 1"
-        ),
-    )
-    # Where each first copy falls against its partition's watermark.
-    wm = f"(max_published - {config.out_of_orderness_ms + 1})"
-    ws = f"(published_at - MOD(published_at, {size}))"
-    late_by = f"({wm} - ({ws} + {size - 1 + lateness}))"
-    # -> (kind, key, window_start, article_id, feed_url, title, published_at, terms,
-    #     dlq, and for a late record: value, topic, partition, offset, watermark, late_by)
-    rows = t_env.to_data_stream(
-        t_env.sql_query(
-            f"SELECT CASE WHEN dlq IS NOT NULL THEN {DEAD_LETTER} WHEN {late_by} >= 0 THEN {LATE} ELSE {ARTICLE} END,"
-            f" bucket, {ws}, article_id, feed_url, title, published_at, terms, dlq,"
-            f" CASE WHEN dlq IS NULL AND {late_by} >= 0 THEN `value` END, `topic`, `partition`, `offset`,"
-            f" {wm}, {late_by}"
-            " FROM first_copies"
-        )
-    )
-
-    # -> (term bucket key, window_start, ((term, TermWindow state), ...)) per fired window;
-    #    dead letters and late records to side outputs
-    partials = (
-        rows.key_by(lambda r: r[1], key_type=Types.INT())
-        .process(CountArticles(config))
-        .name("count-articles")
-        .uid("count-articles")
+    # -> (Article, topic, partition, offset, watermark)
+    # Keyed by partition: a partition's records keep their order, and its watermark state.
+    parsed = (
+        records.key_by(lambda r: r[2], key_type=Types.INT())
+        .process(ParseValidate(config))
+        .name("parse-validate")
+        .uid("parse-validate")
         .set_parallelism(p)
     )
 
-    # -> (term bucket key, window_start, ((term, TermWindow state), ...)) per fired window
+    # -> (Article, watermark): first copy only, not late beyond lateness
+    articles = (
+        parsed.key_by(lambda v: v[0].article_id, key_type=Types.STRING())
+        .process(Dedup(config))
+        .name("dedup")
+        .uid("dedup")
+        .set_parallelism(p)
+    )
+
+    # -> (bucket key, terms, window_start, article_id, feed_url, title, published_at, watermark):
+    # one record per term bucket the article's terms fall into (udfs/buckets.py).
+    def explode(value):
+        article, watermark = value
+        ws = window_start(article.published_at, size_ms)
+        terms = article_terms(article, include_summary=include_summary)
+        for key, bucket_terms in group_by_bucket(terms, buckets).items():
+            yield key, bucket_terms, ws, article.article_id, article.feed_url, article.title, article.published_at, watermark
+
+    term_hits = articles.flat_map(explode).name("explode-terms").uid("explode-terms").set_parallelism(p)
+
     # -> (window_start, ((term, Candidate), ...), watermark)
-    # The uid names the state layout (partials merged per "<window_start> <term>"):
-    # earlier layouts do not map onto it, so an upgrade is a replay.
+    # The uid names the state layout ("<window_start> <term>" keyed by bucket); the
+    # earlier per-term layout ("term-windows") does not map onto it: upgrade by replay.
     candidates = (
-        partials.key_by(lambda v: v[0], key_type=Types.INT())
+        term_hits.key_by(lambda v: v[0], key_type=Types.INT())
         .process(TermWindows(config))
         .name("term-windows")
-        .uid("term-windows-partials")
+        .uid("term-windows-by-bucket")
         .set_parallelism(p)
     )
 
@@ -379,16 +414,16 @@ def build(
         .uid("rank")
         .set_parallelism(p)
     )
-    return JobOutputs(trends, partials.get_side_output(DLQ_TAG), partials.get_side_output(LATE_TAG))
+    return JobOutputs(trends, parsed.get_side_output(DLQ_TAG), articles.get_side_output(LATE_TAG))
 
 
 def main(argv: list[str] | None = None) -> None:
     config = load_config()
     env = StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
-    # The table operators (Kafka source, dedup, Kafka and Parquet sinks) get planner
-    # uids, so their state maps onto the job at another parallelism; derived ids would
-    # depend on the job's shape (the Parquet writer chains with its committer only at p = 1).
+    # The table operators (Kafka source, Kafka and Parquet sinks) get planner uids, so
+    # their state maps onto the job at another parallelism; derived ids would depend on
+    # the job's shape (the Parquet writer chains with its committer only at p = 1).
     t_env.get_config().set("table.exec.uid.generation", "ALWAYS")
     outputs = build(env, t_env, config, KafkaRecordSource(config))
     TrendSinks(config).attach(t_env, *outputs).attach_as_datastream()

@@ -1,29 +1,30 @@
-"""A single-threaded simulation of the trends job, driving the job's own step functions.
+"""A single-threaded simulation of the trends job's operators, for property tests.
 
-It follows jobs/trends.py operator by operator; the Python operators' logic is not
-copied here but called: `udfs.intake` (the per-record function), and the state
-machines `udfs.counting.ArticleCounts` / `TermHistory` one instance per key, with
-the timers each asks for.  What the job does in the JVM is modelled in plain
-Python:
+It mirrors the Flink wiring one operator per class, with the state each keeps and
+the timers each sets, so `jobs/trends.py` can follow it line by line:
 
     records
-      -> intake            (stateless)  bad input -> DLQ side output
-      -> dedup             keyed by article_id: first copy passes (Flink's Deduplicate)
-      -> late split        against the watermark before the record -> late side output
-      -> ArticleCounts     keyed by article bucket: hits per open window; timer fire_time(ws)
-      -> TermHistory       keyed by term bucket: partials merged; timers fire_time(ws),
-                           expiry_time(ws)
-      -> RankOperator      keyed by window_start: a "revise" timer at
+      -> validate          (stateless)  Rejection -> DLQ side output
+      -> DedupOperator     keyed by article_id; state: seen (bool);
+                           first copy passes, then the lateness check against the
+                           operator's current watermark -> late side output
+      -> explode terms     (stateless)  article -> (term, window_start, example fields)
+      -> TermOperator      keyed by term; state: counts {window_start: TermWindow};
+                           timers: fire_time(ws) to emit the window's candidate,
+                           expiry_time(ws) to drop counts no longer needed
+      -> RankOperator      keyed by window_start; state: previous {term: TrendRow},
+                           pending {term: Candidate}; timers: a "revise" timer at
                            max(fire_time(ws), watermark + 1) and cleanup_time(ws)
       -> rows (upsert by key)
 
 Watermarks: one watermark for the whole pipeline, advanced after every record like
 a bounded-out-of-orderness generator with emission after each event.  When it
-advances, operators fire their due timers in pipeline order, like Flink does as
-the watermark travels downstream: what an operator emits while firing reaches the
-next one before that one sees the new watermark.  A timer registered at or below
-an operator's current watermark fires at its next advance, as in Flink.  Timers
-are de-duplicated per (key, timestamp) like Flink's timer service.
+advances, operators fire their timers in pipeline order (term operator first, then
+the ranker), like Flink does as the watermark travels downstream: candidates a
+term operator emits while firing reach the ranker before the ranker sees the new
+watermark, hence the ranker's revise timer at max(fire_time, its watermark + 1).
+Timers are de-duplicated per (key, timestamp) like Flink's timer service, so one
+callback may have to do both a fire and a cleanup.
 """
 
 from __future__ import annotations
@@ -34,19 +35,21 @@ from collections.abc import Iterable
 from typing import Any
 
 from tests.oracle import Record, TrendParams, Watermark
-from udfs.buckets import DEFAULT_BUCKETS
-from udfs.counting import ArticleCounts, ArticleHit, TermHistory
-from udfs.dead_letter import late_record
+from udfs.dead_letter import dlq_record, late_record
 from udfs.dedup import dedup_step
-from udfs.intake import intake
-from udfs.trend import Candidate, revise
+from udfs.terms import article_terms
+from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
 from udfs.trend_row import TrendRow
-from udfs.validate import Article, parse_event
+from udfs.validate import Article, Rejection, parse_event
 from udfs.windows import (
     MAX_WATERMARK,
+    TermWindow,
+    add_article,
     classify_lateness,
     cleanup_time,
+    expiry_time,
     fire_time,
+    last_fired_window_start,
     window_end,
     window_start,
 )
@@ -71,6 +74,69 @@ class Timers:
             ts, key = heapq.heappop(self._heap)
             self._registered.discard((ts, key))
             yield ts, key
+
+
+class DedupOperator:
+    def __init__(self, params: TrendParams) -> None:
+        self.params = params
+        self.seen: dict[str, bool] = {}  # ValueState[bool] per article_id (TTL in Flink)
+
+    def process(self, article: Article, watermark: int) -> tuple[str, int]:
+        """Returns ("duplicate", 0), ("late", late_by_ms) or ("ok", 0)."""
+        new_seen, emit = dedup_step(self.seen.get(article.article_id, False), article)
+        self.seen[article.article_id] = new_seen
+        if not emit:
+            return "duplicate", 0
+        is_late, late_by = classify_lateness(
+            article.published_at, watermark, self.params.size_ms, self.params.lateness_ms
+        )
+        return ("late", late_by) if is_late else ("ok", 0)
+
+
+class TermOperator:
+    """Keyed by term.  Emits (window_start, term, Candidate)."""
+
+    def __init__(self, params: TrendParams) -> None:
+        self.params = params
+        self.counts: dict[str, dict[int, TermWindow]] = {}  # MapState[ws -> TermWindow] per term
+        self.timers = Timers()
+
+    def process(self, term: str, ws: int, article: Article, watermark: int) -> list[tuple[int, str, Candidate]]:
+        p = self.params
+        counts = self.counts.setdefault(term, {})
+        counts[ws] = add_article(
+            counts.get(ws),
+            article_id=article.article_id,
+            feed_url=article.feed_url,
+            title=article.title,
+            published_at=article.published_at,
+            k=p.k,
+        )
+        self.timers.register(term, expiry_time(ws, p.size_ms, p.lateness_ms, p.n))
+        fired_upto = last_fired_window_start(watermark, p.size_ms)
+        if ws > fired_upto:
+            self.timers.register(term, fire_time(ws, p.size_ms))
+            return []
+        # Late but within lateness: this window and the later fired windows whose
+        # baseline includes it get a fresh candidate.
+        return [
+            (w, term, term_candidate(counts, w, p.size_ms, p.n))
+            for w in rows_to_refresh(counts, ws, fired_upto, p.size_ms, p.n)
+        ]
+
+    def on_timer(self, term: str, ts: int) -> list[tuple[int, str, Candidate]]:
+        p = self.params
+        counts = self.counts.get(term, {})
+        out = [
+            (ws, term, term_candidate(counts, ws, p.size_ms, p.n))
+            for ws in sorted(counts)
+            if fire_time(ws, p.size_ms) == ts
+        ]
+        for ws in [w for w in counts if expiry_time(w, p.size_ms, p.lateness_ms, p.n) <= ts]:
+            del counts[ws]
+        if not counts:
+            self.counts.pop(term, None)
+        return out
 
 
 class RankOperator:
@@ -110,16 +176,12 @@ class RankOperator:
 class StreamingSim:
     """Feed records one by one with `process`, then `finish()`; read the outputs."""
 
-    def __init__(self, params: TrendParams, buckets: int = DEFAULT_BUCKETS) -> None:
+    def __init__(self, params: TrendParams) -> None:
         self.params = params
-        self.buckets = buckets
         self.watermark = Watermark(params.out_of_orderness_ms)
         self.current_watermark = self.watermark.current
-        self.seen: dict[str, bool] = {}  # the dedup's state per article_id (TTL in Flink)
-        self.counts: dict[int, ArticleCounts] = {}  # per article bucket key
-        self.count_timers = Timers()
-        self.histories: dict[int, TermHistory] = {}  # per term bucket key
-        self.history_timers = Timers()
+        self.dedup = DedupOperator(params)
+        self.terms = TermOperator(params)
         self.ranker = RankOperator(params)
         # outputs
         self.emitted: list[TrendRow] = []
@@ -132,59 +194,45 @@ class StreamingSim:
 
     # -- pipeline -------------------------------------------------------------
     def process(self, record: Record) -> None:
-        p = self.params
         partition, offset, timestamp_ms, value = record
         wm = self.current_watermark
-        row = intake(
-            value, TOPIC, partition, offset, include_summary=p.include_summary, buckets=self.buckets, max_terms=p.max_terms
-        )
-        if p.watermark_source == "all_records":
+        parsed = parse_event(value)
+        if self.params.watermark_source == "all_records":
             self.watermark.observe(timestamp_ms)
-        if row.dlq is not None:
-            self.dlq[(partition, offset)] = json.loads(row.dlq)["reason"]
-            self.dlq_records.append(row.dlq.encode())
+        if isinstance(parsed, Rejection):
+            self.dlq[(partition, offset)] = parsed.reason
+            self.dlq_records.append(dlq_record(value, parsed.reason, TOPIC, partition, offset, detail=parsed.detail))
         else:
-            if p.watermark_source == "valid_events":
-                self.watermark.observe(row.published_at)
-            self._article(row, partition, offset, value, wm)
+            if self.params.watermark_source == "valid_events":
+                self.watermark.observe(parsed.published_at)
+            self._article(parsed, partition, offset, wm)
         self._advance(self.watermark.current)
 
-    def _article(self, row, partition: int, offset: int, value: bytes, wm: int) -> None:
+    def _article(self, article: Article, partition: int, offset: int, wm: int) -> None:
         p = self.params
-        article: Article = parse_event(value)  # type: ignore[assignment]
-        new_seen, emit = dedup_step(self.seen.get(row.article_id, False), article)
-        self.seen[row.article_id] = new_seen
-        if not emit:
+        verdict, late_by = self.dedup.process(article, wm)
+        if verdict == "duplicate":
             self.duplicates.add((partition, offset))
             return
-        ws = window_start(row.published_at, p.size_ms)
-        is_late, late_by = classify_lateness(row.published_at, wm, p.size_ms, p.lateness_ms)
-        if is_late:
+        ws = window_start(article.published_at, p.size_ms)
+        if verdict == "late":
             self.late[(partition, offset)] = late_by
             self.late_records.append(late_record(article, late_by, wm, TOPIC, partition, offset, window_start=ws))
             return
-        counts = self.counts.setdefault(row.key, ArticleCounts(p.size_ms, p.k, self.buckets))
-        due = counts.add(ArticleHit(ws, row.article_id, row.feed_url, row.title, row.published_at, row.terms))
-        if due is not None:
-            self.count_timers.register(row.key, due)
+        # article -> (term, window_start, article) for each term
+        for term in article_terms(article, include_summary=p.include_summary, max_terms=p.max_terms):
+            # (term) -> (window_start, term, Candidate)
+            for ws_out, t, candidate in self.terms.process(term, ws, article, wm):
+                self.ranker.process(ws_out, t, candidate, wm)
 
     def _advance(self, new_watermark: int) -> None:
         if new_watermark <= self.current_watermark:
             return
-        p = self.params
-        for ts, key in self.count_timers.due(new_watermark):
-            partials, _ = self.counts[key].fire(ts)
-            for term_key, ws, partial in partials:
-                history = self.histories.setdefault(term_key, TermHistory(p.size_ms, p.lateness_ms, p.n, p.k))
-                _, timers = history.merge(ws, partial)
-                for due in timers:
-                    self.history_timers.register(term_key, due)
-        for ts, term_key in self.history_timers.due(new_watermark):
-            # Flink fires timers with the operator's watermark already at the new value.
-            emitted, _, _ = self.histories[term_key].fire(ts, new_watermark)
-            for ws, candidates in emitted:
-                for term, candidate in candidates:
-                    self.ranker.process(ws, term, candidate, ts)
+        old = self.current_watermark
+        for ts, term in self.terms.timers.due(new_watermark):
+            for ws, t, candidate in self.terms.on_timer(term, ts):
+                # the ranker still has the old watermark: it has not seen new_watermark yet
+                self.ranker.process(ws, t, candidate, old)
         for ts, ws in self.ranker.timers.due(new_watermark):
             for row in self.ranker.on_timer(ws, ts):
                 self._emit(row)
@@ -220,10 +268,8 @@ class StreamingSim:
     def state_sizes(self) -> dict[str, int]:
         """How much keyed state is left (after finish() everything but dedup should be empty)."""
         return {
-            "dedup": len(self.seen),
-            "open_hits": sum(len(hits) for c in self.counts.values() for hits in c.windows.values()),
-            "term_counts": sum(len(w) for h in self.histories.values() for w in h.by_term.values()),
-            "term_changed": sum(len(h.changed) for h in self.histories.values()),
+            "dedup": len(self.dedup.seen),
+            "term_counts": sum(len(c) for c in self.terms.counts.values()),
             "ranker_previous": len(self.ranker.previous),
             "ranker_pending": len(self.ranker.pending),
         }
