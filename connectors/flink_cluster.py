@@ -117,10 +117,12 @@ _PARTITION_METRIC = re.compile(r"^(\d+)\..*\.KafkaSourceReader\.topic\.(.+)\.par
 _FETCH_METRIC = re.compile(r"^(\d+)\..*\.KafkaSourceReader\.KafkaConsumer\.fetch-total$")
 
 
-def _source_reading(config: Config, job_id: str, partitions: int) -> tuple[int, bool]:
-    """(partitions held by the job's Kafka readers, whether every reader holding one has fetched)."""
+def _source_reading(config: Config, job_id: str, partitions: int) -> tuple[int, bool, bool]:
+    """(partitions held by the job's Kafka readers, whether every reader holding one has fetched,
+    whether the sources report any metrics at all)."""
     held: set[tuple[str, str]] = set()
     fetched = True
+    reported = False
     details = job_details(config, job_id)
     if details["state"] in ("FINISHED", "CANCELED", "FAILED"):
         raise _JobEnded(details["state"])
@@ -129,6 +131,7 @@ def _source_reading(config: Config, job_id: str, partitions: int) -> tuple[int, 
             continue
         base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
         names = [m["id"] for m in _rest(config, base)]
+        reported = reported or bool(names)
         holders: set[str] = set()
         for name in names:
             match = _PARTITION_METRIC.match(name)
@@ -141,7 +144,10 @@ def _source_reading(config: Config, job_id: str, partitions: int) -> tuple[int, 
         elif fetches:
             values = _rest(config, f"{base}?get={','.join(fetches)}")
             fetched = fetched and all(float(v.get("value", 0)) > 0 for v in values)
-    return len(held), fetched
+    return len(held), fetched, reported
+
+
+_NO_METRICS_S = 15.0
 
 
 class _JobEnded(Exception):
@@ -158,16 +164,22 @@ def wait_until_reading(config: Config, job_id: str, partitions: int, timeout_s: 
     starting a job ends with one.  Returns the id of that checkpoint, or None for a
     job that ended meanwhile (a short bounded replay: nothing left to restore).
     """
-    deadline = time.monotonic() + timeout_s
+    start = time.monotonic()
+    deadline = start + timeout_s
     held, fetched = 0, False
     while time.monotonic() < deadline:
         try:
-            held, fetched = _source_reading(config, job_id, partitions)
+            held, fetched, reported = _source_reading(config, job_id, partitions)
         except _JobEnded as ended:
             if str(ended) == "FINISHED":
                 return None
             raise ClusterError(f"job {job_id} is {ended} while starting; see the Flink logs") from None
         if held >= partitions and fetched:
+            break
+        if not reported and time.monotonic() - start > _NO_METRICS_S:
+            # The JobManager cannot see the TaskManagers' metrics (seen after a TaskManager
+            # restart): the readers receive their partitions about two seconds after the
+            # tasks run, so a checkpoint this long after is very likely to hold them.
             break
         time.sleep(0.5)
     else:

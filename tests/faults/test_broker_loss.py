@@ -71,6 +71,7 @@ def _assert_replicated(config: Config) -> None:
         admin.close()
 
 
+@pytest.mark.ci
 def test_g_lead_broker_killed_while_events_flow(cluster, reference, tmp_path) -> None:
     rng = random.Random(f"{FAULT_SEED}:g")
     point = rng.randint(6, _n_batches(reference) - 20)
