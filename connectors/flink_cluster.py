@@ -117,16 +117,13 @@ _PARTITION_METRIC = re.compile(r"^(\d+)\..*\.KafkaSourceReader\.topic\.(.+)\.par
 _FETCH_METRIC = re.compile(r"^(\d+)\..*\.KafkaSourceReader\.KafkaConsumer\.fetch-total$")
 
 
-def _source_reading(config: Config, job_id: str, partitions: int) -> tuple[int, bool, bool]:
+def _source_reading(config: Config, job_id: str, vertices: list[dict]) -> tuple[int, bool, bool]:
     """(partitions held by the job's Kafka readers, whether every reader holding one has fetched,
     whether the sources report any metrics at all)."""
     held: set[tuple[str, str]] = set()
     fetched = True
     reported = False
-    details = job_details(config, job_id)
-    if details["state"] in ("FINISHED", "CANCELED", "FAILED"):
-        raise _JobEnded(details["state"])
-    for vertex in details.get("vertices", []):
+    for vertex in vertices:
         if not vertex["name"].startswith("Source:"):
             continue
         base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
@@ -147,11 +144,8 @@ def _source_reading(config: Config, job_id: str, partitions: int) -> tuple[int, 
     return len(held), fetched, reported
 
 
+# Without any source metrics for this long, stop waiting for them (see wait_until_reading).
 _NO_METRICS_S = 15.0
-
-
-class _JobEnded(Exception):
-    pass
 
 
 def wait_until_reading(config: Config, job_id: str, partitions: int, timeout_s: float = 120.0) -> int | None:
@@ -168,12 +162,12 @@ def wait_until_reading(config: Config, job_id: str, partitions: int, timeout_s: 
     deadline = start + timeout_s
     held, fetched = 0, False
     while time.monotonic() < deadline:
-        try:
-            held, fetched, reported = _source_reading(config, job_id, partitions)
-        except _JobEnded as ended:
-            if str(ended) == "FINISHED":
-                return None
-            raise ClusterError(f"job {job_id} is {ended} while starting; see the Flink logs") from None
+        details = job_details(config, job_id)
+        if details["state"] == "FINISHED":
+            return None
+        if details["state"] in ("CANCELED", "FAILED"):
+            raise ClusterError(f"job {job_id} is {details['state']} while starting; see the Flink logs")
+        held, fetched, reported = _source_reading(config, job_id, details.get("vertices", []))
         if held >= partitions and fetched:
             break
         if not reported and time.monotonic() - start > _NO_METRICS_S:

@@ -96,9 +96,9 @@ def topic_min_insync(admin: Any, topics: Iterable[str]) -> dict[str, int]:
     return out
 
 
-def under_replicated(config: Config, admin: Any, topics: Iterable[str]) -> list[str]:
-    """One warning line per existing topic with fewer replicas (or a lower min ISR) than configured."""
-    wanted = replication_of(config, admin)
+def under_replicated(wanted: Replication, admin: Any, topics: Iterable[str]) -> list[str]:
+    """One warning line per existing topic with fewer replicas (or a lower min ISR) than `wanted`
+    (`replication_of` the config on this cluster)."""
     names = list(topics)
     replicas = topic_replicas(admin, names)
     min_isr = topic_min_insync(admin, list(replicas))

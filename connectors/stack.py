@@ -661,7 +661,7 @@ def _replication_warnings(config: Config) -> list[str]:
     """Product topics with fewer replicas than configured (never changed silently: said here)."""
     from kafka.errors import KafkaError
 
-    from connectors.replication import under_replicated
+    from connectors.replication import replication_of, under_replicated
     from connectors.topics import product_topics
 
     try:
@@ -669,7 +669,7 @@ def _replication_warnings(config: Config) -> list[str]:
     except (KafkaError, OSError, ValueError) as exc:
         return [f"warning: cannot check the topics' replication: {exc}"]
     try:
-        return under_replicated(config, admin, list(product_topics(config)))
+        return under_replicated(replication_of(config, admin), admin, list(product_topics(config)))
     except (KafkaError, OSError) as exc:
         return [f"warning: cannot check the topics' replication: {exc}"]
     finally:

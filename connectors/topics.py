@@ -57,7 +57,7 @@ def _ensure_topics(
             if replication.capped:
                 for t in missing:
                     warn(capped_warning(t.name, replication))
-        for line in under_replicated(config, admin, [name for name in topics if name in existing]):
+        for line in under_replicated(replication, admin, [name for name in topics if name in existing]):
             warn(line)
         return {name: name not in existing for name in topics}
     finally:

@@ -128,9 +128,12 @@ def status(config: Config) -> dict:
 
 def print_status(info: dict) -> None:
     print(f"kafka:   {'ready' if info['kafka_ready'] else 'down'}  {info['kafka_bootstrap']}")
-    for b in info.get("brokers", []) if len(info.get("brokers", [])) > 1 else []:
-        state = "registered" if b["registered"] else ("running, not registered" if b.get("pid") else "down")
-        print(f"         broker {b['node_id']}  {b.get('address', ''):<16} {state}" + (f"  pid {b['pid']}" if b.get("pid") else ""))
+    brokers = info.get("brokers", [])
+    if len(brokers) > 1:  # one line per node of a multi-broker cluster
+        for b in brokers:
+            state = "registered" if b["registered"] else ("running, not registered" if b.get("pid") else "down")
+            pid = f"  pid {b['pid']}" if b.get("pid") else ""
+            print(f"         broker {b['node_id']}  {b.get('address', ''):<16} {state}{pid}")
     for line in info.get("warnings", []):
         print(line)
     flink = f"{info['taskmanagers']} taskmanager(s), {info['slots_available']}/{info['slots_total']} slots free"
