@@ -29,7 +29,7 @@ from bench.flink_run import inclusive_profile, measure_rebuild, summarize_profil
 from bench.preload import preload
 from connectors import stack
 from connectors.topics import end_offsets, ensure_topics
-from feedtrends.config import REPO_ROOT, load_config
+from core.config import REPO_ROOT, load_config
 
 SYSTEMS = ("feedtrends", "quix-streams", "python-loop", "flink-sql")
 RESULTS = REPO_ROOT / "bench" / "results"

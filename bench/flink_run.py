@@ -21,7 +21,7 @@ from kafka.errors import KafkaError
 from bench.common import Stopwatch, load_average
 from connectors import flink_cluster, stack
 from feedtrends import operations
-from feedtrends.config import Config
+from core.config import Config
 
 BUSY_METRICS = "busyTimeMsPerSecond,backPressuredTimeMsPerSecond,idleTimeMsPerSecond"
 

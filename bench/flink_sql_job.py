@@ -17,7 +17,7 @@ from __future__ import annotations
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
 from connectors.flink_io import sql_interval
-from feedtrends.config import load_config
+from core.config import load_config
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import time
 from bench.common import load_average, rss_bytes
 from connectors import flink_cluster, stack
 from feedtrends import operations
-from feedtrends.config import Config
+from core.config import Config
 from udfs.entries import encode_event
 from udfs.synthetic import GeneratorConfig, iter_synthetic
 

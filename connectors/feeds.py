@@ -54,7 +54,7 @@ from udfs.entries import FeedSpec, normalize_entry
 log = logging.getLogger("feedtrends.feeds")
 
 STATE_VERSION = 1
-DEFAULT_FORGET_AFTER_MS = 7 * 86_400_000  # the job's default dedup TTL (feedtrends/config.py)
+DEFAULT_FORGET_AFTER_MS = 7 * 86_400_000  # the job's default dedup TTL (core/config.py)
 BACKOFF_BASE_MS = 60_000
 BACKOFF_MAX_MS = 6 * 3600 * 1000
 USER_AGENT = "feedtrends/1 (+https://example.invalid/feedtrends)"

@@ -10,13 +10,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from feedtrends.config import REPO_ROOT, Config
+from core.config import REPO_ROOT, Config
 from connectors.retry import FlinkUnreachable, flink_call
 from connectors.stack import StackError, StackPaths, flink_env, pyflink_home
 
 TRENDS_JOB = REPO_ROOT / "jobs" / "trends.py"
 # Shipped with the job so a remote cluster's Python workers can import them.
-PYTHON_PACKAGES = ("udfs", "connectors", "jobs", "feedtrends")
+PYTHON_PACKAGES = ("core", "udfs", "connectors", "jobs")
 
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 

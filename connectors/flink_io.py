@@ -25,7 +25,7 @@ from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment
 from pyflink.table.expressions import col
 
-from feedtrends.config import Config
+from core.config import Config
 
 # (value, topic, partition, offset): one Kafka record as the job sees it.  The
 # record's event time travels as the stream record's timestamp.

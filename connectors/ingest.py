@@ -43,7 +43,7 @@ from connectors.feeds import (
 )
 from connectors.producer import DryRunSink, EventSink, KafkaSink, make_producer
 from connectors.retry import kafka_call
-from feedtrends.config import Config, load_config
+from core.config import Config, load_config
 from udfs.entries import FeedListError, FeedSpec, encode_event, parse_feed_list
 from udfs.synthetic import (
     DEFAULT_LATE_HORIZON_MS,

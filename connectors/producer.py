@@ -146,7 +146,7 @@ def ensure_topic(
     from kafka.errors import TopicAlreadyExistsError
 
     from connectors.replication import capped_warning, new_topic, replication_for, cluster_brokers
-    from feedtrends.config import load_config
+    from core.config import load_config
 
     if replication_factor is None or min_insync_replicas is None:
         configured = load_config()

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from feedtrends.config import Config
+from core.config import Config
 
 MIN_ISR = "min.insync.replicas"
 

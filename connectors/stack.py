@@ -34,7 +34,7 @@ from typing import Callable
 
 import yaml
 
-from feedtrends.config import REPO_ROOT, Config
+from core.config import REPO_ROOT, Config
 
 FLINK_CONF_TEMPLATE = REPO_ROOT / "flink-conf" / "config.yaml"
 

@@ -12,7 +12,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from connectors.replication import Warn, capped_warning, new_topic, replication_of, under_replicated, warn_stderr
 from connectors.retry import KafkaTimeouts, kafka_call
-from feedtrends.config import Config
+from core.config import Config
 
 
 def _kafka(config: Config, what: str, call):

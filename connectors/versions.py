@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from feedtrends.config import Config
+from core.config import Config
 
 REGISTRY_NAME = "versions.json"
 

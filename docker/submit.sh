@@ -18,7 +18,7 @@ python3.11 - <<'EOF'
 import sys
 
 from connectors.flink_cluster import ClusterError, running_job
-from feedtrends.config import load_config
+from core.config import load_config
 
 config = load_config()
 try:
@@ -43,4 +43,4 @@ exec flink run \
     --detached \
     --jobmanager "$JOBMANAGER" \
     --python "$REPO/jobs/trends.py" \
-    --pyFiles "$REPO/udfs,$REPO/connectors,$REPO/jobs,$REPO/feedtrends"
+    --pyFiles "$REPO/core,$REPO/udfs,$REPO/connectors,$REPO/jobs"

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from feedtrends.config import REPO_ROOT, Config, ConfigError, load_config
+from core.config import REPO_ROOT, Config, ConfigError, load_config
 
 SAMPLE_FEEDS = REPO_ROOT / "samples" / "feeds.opml"
 

@@ -20,7 +20,7 @@ from connectors import flink_cluster, stack
 from connectors.flink_cluster import ClusterError
 from connectors.topics import consumer_lag, delete_topics, end_offsets, ensure_topics, product_topics
 from connectors.versions import OutputVersion, config_for, current_version, load_versions, next_version, save_versions
-from feedtrends.config import Config
+from core.config import Config
 
 
 class OperationError(RuntimeError):

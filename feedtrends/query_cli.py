@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from feedtrends.config import Config, ConfigError, load_config
+from core.config import Config, ConfigError, load_config
 from udfs.query import (
     EXIT_OK,
     FORMATS,

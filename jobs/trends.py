@@ -35,7 +35,7 @@ from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueSt
 from pyflink.table import StreamTableEnvironment
 
 from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks
-from feedtrends.config import Config, load_config
+from core.config import Config, load_config
 from udfs.dead_letter import dlq_record, late_record
 from udfs.buckets import MAX_PARALLELISM, group_by_bucket
 from udfs.dedup import dedup_step

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from feedtrends.config import Config, load_config
+from core.config import Config, load_config
 from tests.conftest import free_ports
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from feedtrends.config import Config
+from core.config import Config
 from tests.e2e.conftest import running_stack
 from tests.faults.harness import Reference, build_reference
 

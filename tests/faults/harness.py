@@ -30,7 +30,7 @@ from connectors import stack as local_stack
 from connectors.flink_cluster import ClusterError
 from connectors.topics import delete_topics
 from connectors.trend_store import read_parquet
-from feedtrends.config import Config, load_config
+from core.config import Config, load_config
 from tests.e2e.test_trends_e2e import HOUR, _latest, _parquet_rows
 from tests.eventgen import encode, event
 from tests.integration.job_runner import oracle_params

@@ -25,7 +25,7 @@ from connectors.producer import KafkaSink, make_producer
 from connectors.replication import topic_min_insync, topic_replicas
 from connectors.topics import ensure_topics
 from feedtrends import operations
-from feedtrends.config import Config
+from core.config import Config
 from tests.e2e.conftest import running_stack
 from tests.faults.harness import (
     FAULT_SEED,

@@ -40,7 +40,7 @@ from connectors.flink_cluster import ClusterError, _local_path
 from connectors.topics import ensure_topics
 from connectors.versions import config_for, current_version
 from feedtrends import operations
-from feedtrends.config import Config
+from core.config import Config
 from tests.faults.harness import (
     FAULT_SEED,
     Phases,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from feedtrends.config import load_config
+from core.config import load_config
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from feedtrends.config import Config
+from core.config import Config
 from tests.oracle import TrendParams
 from udfs.trend_row import TrendRow
 

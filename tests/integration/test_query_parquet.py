@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from feedtrends.config import Config, load_config
+from core.config import Config, load_config
 from feedtrends.query_cli import build_query_parser, query_command, run_query
 from tests.conftest import free_ports
 from udfs.query import ROW_FIELDS

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from feedtrends.config import load_config
+from core.config import load_config
 from tests.eventgen import encode, event
 from tests.integration.job_runner import Record, oracle_params, run_job
 from tests.oracle import run_oracle

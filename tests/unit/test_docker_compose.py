@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from feedtrends.config import REPO_ROOT
+from core.config import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from feedtrends.config import REPO_ROOT
+from core.config import REPO_ROOT
 from tests.unit.test_docker_compose import pom_property
 
 K8S_DIR = REPO_ROOT / "k8s"

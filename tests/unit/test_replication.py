@@ -8,7 +8,7 @@ import pytest
 
 from connectors import stack
 from connectors.replication import replication_for
-from feedtrends.config import ConfigError, load_config
+from core.config import ConfigError, load_config
 
 
 @pytest.mark.parametrize(

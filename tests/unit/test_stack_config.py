@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from connectors import stack
-from feedtrends.config import ConfigError, load_config
+from core.config import ConfigError, load_config
 
 
 def test_kafka_format_command_takes_cluster_ids_starting_with_a_dash(tmp_path, monkeypatch) -> None:
@@ -84,7 +84,7 @@ def test_counts_are_validated(tmp_path) -> None:
 
 
 def test_a_misspelled_variable_is_an_error_naming_the_closest_setting() -> None:
-    from feedtrends.config import ConfigError, load_config
+    from core.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="FEEDTRENDS_KAFKA_PRT.*FEEDTRENDS_KAFKA_PORT"):
         load_config(env={"FEEDTRENDS_KAFKA_PRT": "19092"})
