@@ -19,7 +19,7 @@ from pathlib import Path
 from kafka.errors import KafkaError
 
 from bench.common import Stopwatch, load_average
-from connectors import flink_cluster, stack
+from connectors import flink_cluster, flink_rest, stack
 from feedtrends import operations
 from core.config import Config
 
@@ -29,7 +29,7 @@ BUSY_METRICS = "busyTimeMsPerSecond,backPressuredTimeMsPerSecond,idleTimeMsPerSe
 def _vertex_metrics(config: Config, job_id: str) -> dict[str, dict[str, float]]:
     out = {}
     for vertex in flink_cluster.job_details(config, job_id).get("vertices", []):
-        rows = flink_cluster._rest(
+        rows = flink_rest.call(
             config, f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics?get={BUSY_METRICS}&agg=avg,max"
         )
         out[vertex["name"][:90]] = {r["id"]: float(r.get("avg", 0.0)) for r in rows}
@@ -151,7 +151,7 @@ def measure_rebuild(
         t_end = last["completed_at"] / 1000
         seconds = t_end - watch.t0
         events = sum(targets.values())
-        checkpoints = flink_cluster._rest(config, f"/jobs/{job_id}/checkpoints")
+        checkpoints = flink_rest.call(config, f"/jobs/{job_id}/checkpoints")
         counts = checkpoints.get("counts", {})
         durations = [c.get("end_to_end_duration", 0) for c in checkpoints.get("history", [])]
         counters = {}

@@ -23,7 +23,7 @@ import threading
 import time
 
 from bench.common import load_average, rss_bytes
-from connectors import flink_cluster, stack
+from connectors import flink_cluster, flink_rest, stack
 from feedtrends import operations
 from core.config import Config
 from udfs.entries import encode_event
@@ -180,7 +180,7 @@ def live_run(
 def _sample(config: Config, job_id: str, tm_pid: int | None, elapsed: float) -> dict:
     out = {"t_s": round(elapsed, 1), "tm_rss_mb": rss_bytes(tm_pid) / 2**20 if tm_pid else None, "load": load_average()}
     try:
-        completed = (flink_cluster._rest(config, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed")
+        completed = (flink_rest.call(config, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed")
     except flink_cluster.ClusterError:
         completed = None
     if completed:

@@ -1,4 +1,5 @@
-"""Talking to a Flink cluster: submit with `flink run -py`, list and cancel jobs over REST."""
+"""Running the job on a Flink cluster: submit with `flink run -py`; list, cancel, checkpoint and
+stop jobs over REST (connectors/flink_rest.py); the journal of job ids and restore points."""
 
 from __future__ import annotations
 
@@ -6,13 +7,12 @@ import json
 import re
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from core.config import REPO_ROOT, Config
-from connectors.retry import FlinkUnreachable, flink_call
+from connectors import flink_rest
+from connectors.flink_rest import ClusterError
 from connectors.stack import StackError, StackPaths, flink_env, pyflink_home
+from core.config import REPO_ROOT, Config
 
 TRENDS_JOB = REPO_ROOT / "jobs" / "trends.py"
 # Shipped with the job so a remote cluster's Python workers can import them.
@@ -21,53 +21,12 @@ PYTHON_PACKAGES = ("core", "udfs", "connectors", "jobs")
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 
 
-class ClusterError(RuntimeError):
-    """The Flink cluster refused or failed a request (message says why)."""
-
-
-def _rest(config: Config, path: str, method: str = "GET", body: dict | None = None, timeout_s: float = 10.0) -> dict:
-    """One REST call, retried (connectors/retry.py) while the cluster is unreachable or busy."""
-    return flink_call(
-        f"{method} {path}",
-        lambda left_s: _rest_once(config, path, method, body, max(1.0, min(timeout_s, left_s))),
-        url=config.flink_rest_url,
-        deadline_s=config.retry_deadline_ms / 1000,
-    )
-
-
-# Worth retrying: a proxy or a JobManager that is (re)starting.  Anything else (404 for
-# an unknown job, 400 for a bad request, 500 from a failed operation) retrying cannot fix.
-_RETRIABLE_HTTP = (502, 503, 504)
-
-
-def _rest_once(config: Config, path: str, method: str, body: dict | None, timeout_s: float) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        config.flink_rest_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
-            raw = resp.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code in _RETRIABLE_HTTP:
-            raise FlinkUnreachable(f"HTTP {exc.code}") from None
-        raise ClusterError(f"Flink REST {method} {path}: HTTP {exc.code} {exc.read()[:300]!r}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        # A request that never reached the server is safe to send again; a timed-out
-        # GET is too.  A timed-out PATCH/POST (cancel, stop) may have been acted on.
-        if method == "GET" or isinstance(reason, ConnectionRefusedError):
-            raise FlinkUnreachable(str(reason)) from None
-        raise ClusterError(f"Flink cluster at {config.flink_rest_url}: {method} {path} failed: {reason}") from None
-    return json.loads(raw) if raw else {}
-
-
 def list_jobs(config: Config) -> list[dict]:
-    return _rest(config, "/jobs/overview").get("jobs", [])
+    return flink_rest.call(config, "/jobs/overview").get("jobs", [])
 
 
 def free_slots(config: Config) -> int:
-    return int(_rest(config, "/overview").get("slots-available", 0))
+    return int(flink_rest.call(config, "/overview").get("slots-available", 0))
 
 
 def running_job(config: Config, name: str | None = None) -> dict | None:
@@ -80,7 +39,7 @@ def running_job(config: Config, name: str | None = None) -> dict | None:
 
 
 def job_details(config: Config, job_id: str) -> dict:
-    return _rest(config, f"/jobs/{job_id}")
+    return flink_rest.call(config, f"/jobs/{job_id}")
 
 
 def wait_for_state(config: Config, job_id: str, states: set[str], timeout_s: float = 120.0) -> str:
@@ -127,7 +86,7 @@ def _source_reading(config: Config, job_id: str, vertices: list[dict]) -> tuple[
         if not vertex["name"].startswith("Source:"):
             continue
         base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
-        names = [m["id"] for m in _rest(config, base)]
+        names = [m["id"] for m in flink_rest.call(config, base)]
         reported = reported or bool(names)
         holders: set[str] = set()
         for name in names:
@@ -139,7 +98,7 @@ def _source_reading(config: Config, job_id: str, vertices: list[dict]) -> tuple[
         if len(fetches) < len(holders):
             fetched = False
         elif fetches:
-            values = _rest(config, f"{base}?get={','.join(fetches)}")
+            values = flink_rest.call(config, f"{base}?get={','.join(fetches)}")
             fetched = fetched and all(float(v.get("value", 0)) > 0 for v in values)
     return len(held), fetched, reported
 
@@ -193,7 +152,7 @@ def wait_until_reading(config: Config, job_id: str, partitions: int, timeout_s: 
 def trigger_checkpoint(config: Config, job_id: str, timeout_s: float = 60.0) -> int:
     """Take a checkpoint now (Flink's REST trigger) and wait for it; returns its id."""
     before = (last_checkpoint(config, job_id) or {"id": 0})["id"]
-    _rest(config, f"/jobs/{job_id}/checkpoints", method="POST", body={})
+    flink_rest.call(config, f"/jobs/{job_id}/checkpoints", method="POST", body={})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         last = last_checkpoint(config, job_id)
@@ -204,7 +163,7 @@ def trigger_checkpoint(config: Config, job_id: str, timeout_s: float = 60.0) -> 
 
 
 def cancel_job(config: Config, job_id: str, timeout_s: float = 60.0) -> None:
-    _rest(config, f"/jobs/{job_id}", method="PATCH")
+    flink_rest.call(config, f"/jobs/{job_id}", method="PATCH")
     wait_for_state(config, job_id, {"CANCELED", "FAILED", "FINISHED"}, timeout_s=timeout_s)
 
 
@@ -316,11 +275,11 @@ def latest_restore_point(config: Config, job_name: str | None = None) -> tuple[s
 def stop_with_savepoint(config: Config, job_id: str, timeout_s: float = 180.0) -> str:
     """Stop-with-savepoint (no drain: windows stay open in the savepoint); returns its location."""
     target = (config.state_dir / "savepoints").as_uri()
-    trigger = _rest(config, f"/jobs/{job_id}/stop", method="POST", body={"drain": False, "targetDirectory": target})
+    trigger = flink_rest.call(config, f"/jobs/{job_id}/stop", method="POST", body={"drain": False, "targetDirectory": target})
     request_id = trigger["request-id"]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = _rest(config, f"/jobs/{job_id}/savepoints/{request_id}")
+        status = flink_rest.call(config, f"/jobs/{job_id}/savepoints/{request_id}")
         if status["status"]["id"] == "COMPLETED":
             operation = status.get("operation", {})
             if "failure-cause" in operation:
@@ -335,7 +294,7 @@ def stop_with_savepoint(config: Config, job_id: str, timeout_s: float = 180.0) -
 
 
 def last_checkpoint(config: Config, job_id: str) -> dict | None:
-    completed = (_rest(config, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed")
+    completed = (flink_rest.call(config, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed")
     if not completed:
         return None
     return {
@@ -351,10 +310,10 @@ def job_counters(config: Config, job_id: str) -> dict[str, int]:
     totals = dict.fromkeys(COUNTERS, 0)
     for vertex in job_details(config, job_id).get("vertices", []):
         base = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
-        names = [m["id"] for m in _rest(config, base)]
+        names = [m["id"] for m in flink_rest.call(config, base)]
         wanted = [n for n in names if n.rsplit(".", 1)[-1] in COUNTERS]
         if not wanted:
             continue
-        for metric in _rest(config, f"{base}?get={','.join(wanted)}&agg=sum"):
+        for metric in flink_rest.call(config, f"{base}?get={','.join(wanted)}&agg=sum"):
             totals[metric["id"].rsplit(".", 1)[-1]] += int(float(metric.get("sum", 0)))
     return totals

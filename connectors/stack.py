@@ -25,8 +25,6 @@ import subprocess
 import sys
 import sysconfig
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Callable
 
 import yaml
 
+from connectors import flink_rest
 from core.config import REPO_ROOT, Config
 
 FLINK_CONF_TEMPLATE = REPO_ROOT / "flink-conf" / "config.yaml"
@@ -539,16 +538,8 @@ def _flink_script(name: str) -> list[str]:
     return ["bash", str(pyflink_home() / "bin" / name)]
 
 
-def rest_get(config: Config, path: str, timeout_s: float = 3.0) -> dict:
-    with urllib.request.urlopen(config.flink_rest_url + path, timeout=timeout_s) as resp:
-        return json.loads(resp.read())
-
-
 def _flink_overview(config: Config) -> dict | None:
-    try:
-        return rest_get(config, "/overview")
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    return flink_rest.probe(config, "/overview")
 
 
 def start_flink(config: Config) -> dict[str, str]:
@@ -685,15 +676,11 @@ def status(config: Config) -> dict:
         **{role: running_pid(paths.pid_file(role), *_flink_markers(paths, role)) for role in paths.started_taskmanagers()},
     }
     overview = _flink_overview(config) if procs["jobmanager"] else None
-    jobs: list[dict] = []
-    if overview is not None:
-        try:
-            jobs = [
-                {"id": j["jid"], "name": j["name"], "state": j["state"], "start_time": j.get("start-time")}
-                for j in rest_get(config, "/jobs/overview").get("jobs", [])
-            ]
-        except (urllib.error.URLError, OSError, ValueError):
-            jobs = []
+    listed = flink_rest.probe(config, "/jobs/overview") if overview is not None else None
+    jobs = [
+        {"id": j["jid"], "name": j["name"], "state": j["state"], "start_time": j.get("start-time")}
+        for j in (listed or {}).get("jobs", [])
+    ]
     local = config.bootstrap == ""
     registered = registered_brokers(config.kafka_bootstrap) if not local or any(procs[r] for r in brokers) else None
     return {

@@ -15,7 +15,6 @@ import re
 import signal
 import threading
 import time
-import urllib.error
 import uuid
 import zlib
 from collections import Counter
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from connectors import flink_cluster
+from connectors import flink_cluster, flink_rest
 from connectors import stack as local_stack
 from connectors.flink_cluster import ClusterError
 from connectors.topics import delete_topics
@@ -355,10 +354,10 @@ def restart(config: Config) -> None:
 
 
 def num_restarts(config: Config, job_id: str) -> int | None:
+    metrics = flink_rest.probe(config, f"/jobs/{job_id}/metrics?get=numRestarts", timeout_s=10)
     try:
-        metrics = local_stack.rest_get(config, f"/jobs/{job_id}/metrics?get=numRestarts", timeout_s=10)
         return int(float(metrics[0]["value"])) if metrics else None
-    except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError):
+    except (ValueError, KeyError, IndexError, TypeError):
         return None
 
 
