@@ -56,16 +56,16 @@ def _any_broker_reachable(bootstrap: str, timeout_s: float) -> bool:
     return False
 
 
-def read_kafka_rows(bootstrap: str, topic: str, *, timeout_ms: int = 5000) -> list[dict[str, Any]]:
+def read_kafka_rows(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[dict[str, Any]]:
     """Every committed row (all revisions) of a trends topic, read with read_committed."""
     if not _any_broker_reachable(bootstrap, timeout_s=3.0):
         raise BackendUnavailable(f"Kafka at {bootstrap} is unreachable")
     from kafka.errors import KafkaError
 
     try:
-        raw_rows = trend_store.read_kafka_rows(bootstrap, topic, timeout_ms=timeout_ms)
+        raw_rows = trend_store.read_kafka_rows(bootstrap, topic, timeout_s=timeout_s)
         return [output_row(raw) for raw in raw_rows]
-    except KafkaError as exc:
+    except (KafkaError, TimeoutError) as exc:
         raise BackendUnavailable(f"Kafka at {bootstrap}: {exc}") from None
     except (ValueError, TypeError, KeyError) as exc:
         raise BackendUnavailable(f"topic {topic} holds a record that is not a trend row: {exc}") from None

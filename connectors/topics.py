@@ -1,11 +1,15 @@
-"""The product's Kafka topics, created once with the partition counts we want.
+"""The product's Kafka topics: created once with the partition counts we want, their
+offsets and consumer lag, and reading a topic back to its end.
 
-Every public function runs its Kafka calls through `connectors.retry.kafka_call`: a
-broker that is still starting (no controller, no group coordinator yet) is retried
-until the configured deadline instead of failing the operation.
+The functions that take a `Config` run their Kafka calls through
+`connectors.retry.kafka_call`: a broker that is still starting (no controller, no
+group coordinator yet) is retried until the configured deadline instead of failing
+the operation.
 """
 
 from __future__ import annotations
+
+import time
 
 from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
@@ -126,5 +130,47 @@ def _end_offsets(config: Config, topic: str, timeouts: KafkaTimeouts) -> dict[in
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         return {tp.partition: offset for tp, offset in (consumer.end_offsets(tps) if tps else {}).items()}
+    finally:
+        consumer.close()
+
+
+def read_topic(
+    bootstrap: str, topic: str, isolation: str = "read_committed", *, timeout_s: float = 90.0, missing_ok: bool = False
+) -> list:
+    """Every record of `topic` up to its end offsets, sorted by (partition, offset).
+
+    The end offsets are taken at the start and depend on the isolation level
+    (read_committed: the last stable offset, so open transactions are not waited
+    for); reading to them instead of stopping on a quiet poll means a slow broker
+    cannot cut the read short.  A topic the cluster does not list is an empty topic
+    with `missing_ok`; otherwise it is waited for.  TimeoutError once `timeout_s` passed.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation, request_timeout_ms=30000
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions:
+            if missing_ok:
+                return []
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no metadata for topic {topic}")
+            time.sleep(0.5)
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out = []
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                positions = {tp.partition: consumer.position(tp) for tp in tps}
+                raise TimeoutError(f"reading {topic} ({isolation}): at {positions}, end {ends}")
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend(records)
+        return sorted(out, key=lambda m: (m.partition, m.offset))
     finally:
         consumer.close()

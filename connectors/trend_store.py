@@ -36,22 +36,11 @@ def read_latest(parquet_dir: Path) -> pa.Table:
     return pa.Table.from_pylist(latest_revisions(table.to_pylist()))
 
 
-def read_kafka_rows(bootstrap: str, topic: str, *, timeout_ms: int = 5000) -> list[dict]:
-    """All committed rows of the trends topic (read_committed), in offset order per partition."""
-    from kafka import KafkaConsumer
+def read_kafka_rows(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[dict]:
+    """All committed rows of a trends topic (read_committed), by (partition, offset); a missing topic has none."""
+    from connectors.topics import read_topic  # imported here: reading Parquet needs no Kafka client
 
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        consumer_timeout_ms=timeout_ms,
-    )
-    try:
-        return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
+    return [json.loads(m.value) for m in read_topic(bootstrap, topic, "read_committed", timeout_s=timeout_s, missing_ok=True)]
 
 
 def _utc(ms: int) -> str:

@@ -15,12 +15,12 @@ import time
 import pytest
 
 from connectors import flink_cluster
-from connectors.topics import ensure_topics
+from connectors.topics import ensure_topics, read_topic
 from connectors.trend_store import read_parquet
 from connectors.versions import config_for, current_version
 from feedtrends import operations
 from tests.e2e.conftest import job_config
-from tests.e2e.test_trends_e2e import HOUR, _consume, _in_production_order, _latest, _parquet_rows, _produce
+from tests.e2e.test_trends_e2e import HOUR, _in_production_order, _latest, _parquet_rows, _produce
 from tests.eventgen import encode, event
 from tests.integration.job_runner import oracle_params
 from tests.oracle import run_oracle
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 def _wait_for_rows(config, expected: dict, deadline_s: float = 300) -> tuple[list, list]:
     deadline = time.monotonic() + deadline_s
     while True:
-        kafka_rows = [json.loads(m.value) for m in _consume(config.kafka_bootstrap, config.trends_topic, "read_committed")]
+        kafka_rows = [json.loads(m.value) for m in read_topic(config.kafka_bootstrap, config.trends_topic, "read_committed")]
         parquet_rows = _parquet_rows(read_parquet(config.parquet_dir))
         if (_latest(kafka_rows) == expected and _latest(parquet_rows) == expected) or time.monotonic() > deadline:
             return kafka_rows, parquet_rows
@@ -89,7 +89,7 @@ def test_stop_with_savepoint_resume_and_bounded_replay(stack, unique_topics, tmp
         assert not producer.is_alive()
 
         records = _in_production_order(
-            _consume(config.kafka_bootstrap, config.events_topic, "read_uncommitted"), [p[3] for p in planned]
+            read_topic(config.kafka_bootstrap, config.events_topic, "read_uncommitted"), [p[3] for p in planned]
         )
         expected = run_oracle(records, oracle_params(config))
         cutoff = window_start(sentinel_ts, config.window_ms)

@@ -19,7 +19,7 @@ import pytest
 from connectors import flink_cluster
 from feedtrends import operations
 from connectors.ingest import run_generate
-from connectors.topics import ensure_topics
+from connectors.topics import ensure_topics, read_topic
 from connectors.trend_store import read_kafka_rows, read_parquet
 from tests.e2e.conftest import job_config
 from tests.eventgen import encode, event
@@ -32,23 +32,6 @@ from udfs.windows import window_start
 pytestmark = pytest.mark.e2e
 
 HOUR = 3_600_000
-
-
-def _consume(bootstrap: str, topic: str, isolation: str) -> list:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level=isolation,
-        consumer_timeout_ms=1500,
-    )
-    try:
-        return list(consumer)
-    finally:
-        consumer.close()
 
 
 def _produce(bootstrap: str, topic: str, records) -> list[tuple[int, int, int, bytes]]:
@@ -153,7 +136,7 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
         sentinels.append((p, obj["article_id"].encode(), sentinel_ts, encode(obj)))
     _produce(config.kafka_bootstrap, config.events_topic, sentinels)
     records = _in_production_order(
-        _consume(config.kafka_bootstrap, config.events_topic, "read_uncommitted"),
+        read_topic(config.kafka_bootstrap, config.events_topic, "read_uncommitted"),
         [r.value for r in synthetic] + [s[3] for s in sentinels],
     )
     assert len(records) == len(synthetic) + 2
@@ -170,8 +153,8 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
         kafka_rows, parquet_rows = [], []
         observed_uncommitted_ahead = 0
         while time.monotonic() < deadline:
-            committed = _consume(config.kafka_bootstrap, config.trends_topic, "read_committed")
-            uncommitted = _consume(config.kafka_bootstrap, config.trends_topic, "read_uncommitted")
+            committed = read_topic(config.kafka_bootstrap, config.trends_topic, "read_committed")
+            uncommitted = read_topic(config.kafka_bootstrap, config.trends_topic, "read_uncommitted")
             observed_uncommitted_ahead = max(observed_uncommitted_ahead, len(uncommitted) - len(committed))
             kafka_rows = [json.loads(m.value) for m in committed]
             parquet_rows = _parquet_rows(read_parquet(config.parquet_dir))
@@ -189,13 +172,13 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
             revisions = [(r["window_start"], r["term"], r["revision"]) for r in rows]
             assert len(revisions) == len(set(revisions))
         # Keys are window_start|term.
-        committed = _consume(config.kafka_bootstrap, config.trends_topic, "read_committed")
+        committed = read_topic(config.kafka_bootstrap, config.trends_topic, "read_committed")
         assert all(m.key.decode() == f"{json.loads(m.value)['window_start']}|{json.loads(m.value)['term']}" for m in committed)
 
-        dlq = [json.loads(m.value) for m in _consume(config.kafka_bootstrap, config.dlq_topic, "read_committed")]
+        dlq = [json.loads(m.value) for m in read_topic(config.kafka_bootstrap, config.dlq_topic, "read_committed")]
         assert {(d["partition"], d["offset"]) for d in dlq} == set(expected.dlq)
         assert len(dlq) == sum(v for k, v in injected.items() if k.startswith("malformed"))
-        late = [json.loads(m.value) for m in _consume(config.kafka_bootstrap, config.late_topic, "read_committed")]
+        late = [json.loads(m.value) for m in read_topic(config.kafka_bootstrap, config.late_topic, "read_committed")]
         assert {(d["partition"], d["offset"]) for d in late} == set(expected.late)
 
         # The job's counters: in `feedtrends status` and on the Prometheus endpoint.

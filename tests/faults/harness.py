@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from connectors import flink_cluster, flink_rest
 from connectors import stack as local_stack
 from connectors.flink_cluster import ClusterError
-from connectors.topics import delete_topics
+from connectors.topics import delete_topics, read_topic
 from connectors.trend_store import read_parquet
 from core.config import Config, load_config
 from tests.e2e.test_trends_e2e import HOUR, _latest, _parquet_rows
@@ -383,41 +383,6 @@ def wait_recovered(config: Config, job_id: str, since_ms: int, timeout_s: float 
 
 
 # --------------------------------------------------------------------------- reading back
-
-
-def read_topic(bootstrap: str, topic: str, isolation: str, timeout_s: float = 90.0) -> list:
-    """Every record of `topic` up to its end offset for this isolation level (read_committed: the LSO).
-
-    Reads to the end offsets taken at the start instead of stopping on a quiet
-    poll, so a slow broker cannot cut the read short.
-    """
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation, request_timeout_ms=30000
-    )
-    try:
-        deadline = time.monotonic() + timeout_s
-        partitions = consumer.partitions_for_topic(topic)
-        while not partitions:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no metadata for topic {topic}")
-            time.sleep(0.5)
-            partitions = consumer.partitions_for_topic(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                positions = {tp.partition: consumer.position(tp) for tp in tps}
-                raise TimeoutError(f"reading {topic} ({isolation}): at {positions}, end {ends}")
-            for records in consumer.poll(timeout_ms=500).values():
-                out.extend(records)
-        return sorted(out, key=lambda m: (m.partition, m.offset))
-    finally:
-        consumer.close()
 
 
 def committed_rows(config: Config) -> list[dict]:
