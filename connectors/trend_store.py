@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,14 +21,19 @@ def read_parquet(parquet_dir: Path) -> pa.Table:
     return dataset.to_table()
 
 
-def latest_revisions(rows: list[dict]) -> list[dict]:
-    """Keep the highest revision per (window_start, term): what a compacted topic would keep."""
-    best: dict[tuple[int, str], dict] = {}
+def latest_revisions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The highest revision per (window_start, term), sorted by (window_start, term).
+
+    What a compacted topic or an upserting reader keeps.  The job writes each
+    revision of a key once, so revisions never tie in its output; in hand-made data
+    the first row seen of equal revisions stays.
+    """
+    best: dict[tuple[int, str], Mapping[str, Any]] = {}
     for row in rows:
         key = (row["window_start"], row["term"])
         if key not in best or row["revision"] > best[key]["revision"]:
             best[key] = row
-    return sorted(best.values(), key=lambda r: (r["window_start"], r["term"]))
+    return [dict(best[key]) for key in sorted(best)]
 
 
 def read_latest(parquet_dir: Path) -> pa.Table:

@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from connectors.trend_store import latest_revisions
 from core.config import Config, ConfigError, load_config
 from udfs.query import (
     EXIT_OK,
@@ -34,7 +35,6 @@ from udfs.query import (
     QueryError,
     QueryInputError,
     feed_counts,
-    latest_revisions,
     parse_time_ms,
     render,
     resolve_window,

@@ -1,4 +1,4 @@
-"""Shared test helpers: free loopback ports and the Flink environment for PyFlink."""
+"""Puts the repository on sys.path, so `tests.support`, `tests.oracle` etc. import in every tier."""
 
 from __future__ import annotations
 
@@ -8,6 +8,3 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # `tests.oracle` etc. import as a namespace package
-
-
-from connectors.stack import free_ports  # noqa: E402  (re-exported for the test tiers)

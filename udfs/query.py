@@ -1,4 +1,4 @@
-"""The pure half of `feedtrends query`: times, latest revisions, selections and output formats.
+"""The pure half of `feedtrends query`: times, selections and output formats.
 
 Everything here works on plain row dicts (the output row of `udfs/trend_row.py`) and
 does no I/O, so every rule of the query command is testable without Parquet or Kafka.
@@ -19,7 +19,7 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,22 +132,6 @@ def output_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     row = {name: raw[name] for name in ROW_FIELDS}
     row["examples"] = list(row["examples"] or [])
     return row
-
-
-def latest_revisions(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The highest revision per (window_start, term), sorted by (window_start, term).
-
-    What a compacted topic or an upserting reader keeps.  Equal revisions (never
-    written by the job; possible only in hand-made data) go to the later `emitted_at`,
-    then to the row seen first, so the choice is deterministic.
-    """
-    best: dict[tuple[int, str], Mapping[str, Any]] = {}
-    for row in rows:
-        key = (row["window_start"], row["term"])
-        held = best.get(key)
-        if held is None or (row["revision"], row["emitted_at"]) > (held["revision"], held["emitted_at"]):
-            best[key] = row
-    return [dict(best[key]) for key in sorted(best)]
 
 
 def is_feed_row(row: Mapping[str, Any]) -> bool:

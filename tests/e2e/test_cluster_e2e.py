@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from connectors.replication import topic_min_insync, topic_replicas
-from tests.e2e.conftest import cluster_config
+from tests.support.stack import cluster_config
 
 pytestmark = pytest.mark.e2e
 

@@ -19,11 +19,11 @@ from connectors.topics import ensure_topics, read_topic
 from connectors.trend_store import read_parquet
 from connectors.versions import config_for, current_version
 from feedtrends import operations
-from tests.e2e.conftest import job_config
-from tests.e2e.test_trends_e2e import HOUR, _in_production_order, _latest, _parquet_rows, _produce
 from tests.eventgen import encode, event
-from tests.integration.job_runner import oracle_params
 from tests.oracle import run_oracle
+from tests.support.kafka import in_production_order, produce
+from tests.support.rows import HOUR, final_contents, oracle_params, parquet_rows
+from tests.support.stack import job_config
 from udfs.synthetic import GeneratorConfig, generate
 from udfs.windows import window_start
 
@@ -34,8 +34,8 @@ def _wait_for_rows(config, expected: dict, deadline_s: float = 300) -> tuple[lis
     deadline = time.monotonic() + deadline_s
     while True:
         kafka_rows = [json.loads(m.value) for m in read_topic(config.kafka_bootstrap, config.trends_topic, "read_committed")]
-        parquet_rows = _parquet_rows(read_parquet(config.parquet_dir))
-        if (_latest(kafka_rows) == expected and _latest(parquet_rows) == expected) or time.monotonic() > deadline:
+        parquet_rows = parquet_rows(read_parquet(config.parquet_dir))
+        if (final_contents(kafka_rows) == expected and final_contents(parquet_rows) == expected) or time.monotonic() > deadline:
             return kafka_rows, parquet_rows
         time.sleep(3)
 
@@ -68,13 +68,13 @@ def test_stop_with_savepoint_resume_and_bounded_replay(stack, unique_topics, tmp
 
     ensure_topics(config)
     half = len(synthetic) // 2
-    _produce(config.kafka_bootstrap, config.events_topic, planned[:half])
+    produce(config.kafka_bootstrap, config.events_topic, planned[:half])
     job_id = operations.submit(config, echo=lambda line: None)
     try:
         # The second half arrives while the job is stopped and resumed.
         def trickle() -> None:
             for start in range(half, len(planned), 10):
-                _produce(config.kafka_bootstrap, config.events_topic, planned[start:start + 10])
+                produce(config.kafka_bootstrap, config.events_topic, planned[start:start + 10])
                 time.sleep(0.3)
 
         producer = threading.Thread(target=trickle)
@@ -88,7 +88,7 @@ def test_stop_with_savepoint_resume_and_bounded_replay(stack, unique_topics, tmp
         producer.join(timeout=120)
         assert not producer.is_alive()
 
-        records = _in_production_order(
+        records = in_production_order(
             read_topic(config.kafka_bootstrap, config.events_topic, "read_uncommitted"), [p[3] for p in planned]
         )
         expected = run_oracle(records, oracle_params(config))
@@ -97,8 +97,8 @@ def test_stop_with_savepoint_resume_and_bounded_replay(stack, unique_topics, tmp
 
         kafka_rows, parquet_rows = _wait_for_rows(config, expected_rows)
         # No gap: every final row is there; no duplicate: no revision committed twice.
-        assert _latest(kafka_rows) == expected_rows
-        assert _latest(parquet_rows) == expected_rows
+        assert final_contents(kafka_rows) == expected_rows
+        assert final_contents(parquet_rows) == expected_rows
         assert _no_revision_twice(kafka_rows) and _no_revision_twice(parquet_rows)
 
         # A second instance is refused.
@@ -111,8 +111,8 @@ def test_stop_with_savepoint_resume_and_bounded_replay(stack, unique_topics, tmp
         v2 = config_for(config, current_version(config))
         assert v2.trends_topic != config.trends_topic and v2.parquet_dir != config.parquet_dir
         v2_kafka, v2_parquet = _wait_for_rows(v2, expected_rows, deadline_s=60)
-        assert _latest(v2_kafka) == _latest(kafka_rows) == expected_rows
-        assert _latest(v2_parquet) == expected_rows
+        assert final_contents(v2_kafka) == final_contents(kafka_rows) == expected_rows
+        assert final_contents(v2_parquet) == expected_rows
         assert flink_cluster.running_job(v2) is None  # --bounded stopped it
     finally:
         for job in flink_cluster.list_jobs(config):

@@ -21,8 +21,8 @@ from connectors import flink_cluster
 from connectors import stack as local_stack
 from connectors.topics import ensure_topics
 from connectors.versions import load_versions
-from tests.e2e.conftest import running_stack
-from tests.e2e.test_trends_e2e import _produce
+from tests.support.kafka import produce
+from tests.support.stack import running_stack
 from udfs.synthetic import GeneratorConfig, generate
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def recovery_stack(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("recovery"), idleness_ms=3_000) as config:
         ensure_topics(config)
         records, _ = generate(GeneratorConfig(count=200, seed=3, rate=0.05))
-        _produce(config.kafka_bootstrap, config.events_topic, [(None, r.key, r.timestamp_ms, r.value) for r in records])
+        produce(config.kafka_bootstrap, config.events_topic, [(None, r.key, r.timestamp_ms, r.value) for r in records])
         yield config
 
 

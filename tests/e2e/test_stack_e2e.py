@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.stack import StackPaths, running_pid
-from tests.e2e.conftest import stack_config
+from tests.support.stack import stack_config
 
 pytestmark = pytest.mark.e2e
 

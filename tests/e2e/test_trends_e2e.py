@@ -20,36 +20,16 @@ from connectors import flink_cluster
 from feedtrends import operations
 from connectors.ingest import run_generate
 from connectors.topics import ensure_topics, read_topic
-from connectors.trend_store import read_kafka_rows, read_parquet
-from tests.e2e.conftest import job_config
+from connectors.trend_store import read_parquet
 from tests.eventgen import encode, event
-from tests.integration.job_runner import oracle_params
 from tests.oracle import run_oracle
+from tests.support.kafka import in_production_order, produce
+from tests.support.rows import HOUR, final_contents, oracle_params, parquet_rows
+from tests.support.stack import job_config
 from udfs.synthetic import GeneratorConfig, generate
-from udfs.trend_row import TrendRow
 from udfs.windows import window_start
 
 pytestmark = pytest.mark.e2e
-
-HOUR = 3_600_000
-
-
-def _produce(bootstrap: str, topic: str, records) -> list[tuple[int, int, int, bytes]]:
-    """Produce (partition, key, timestamp, value) in order; returns oracle records with real offsets."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    futures = [
-        (producer.send(topic, key=key, value=value, partition=partition, timestamp_ms=ts), ts, value)
-        for partition, key, ts, value in records
-    ]
-    producer.flush()
-    out = []
-    for future, ts, value in futures:
-        meta = future.get(timeout=30)
-        out.append((meta.partition, meta.offset, ts, value))
-    producer.close()
-    return out
 
 
 def _prometheus_text_with(needle: str) -> str:
@@ -65,41 +45,6 @@ def _prometheus_text_with(needle: str) -> str:
         if needle in text:
             return text
     return ""
-
-
-def _in_production_order(messages, values_in_order: list[bytes]) -> list[tuple[int, int, int, bytes]]:
-    """Merge the partitions back into the order the records were produced (the oracle's input order)."""
-    queues: dict[int, list] = {}
-    for m in sorted(messages, key=lambda m: (m.partition, m.offset)):
-        queues.setdefault(m.partition, []).append(m)
-    heads = dict.fromkeys(queues, 0)
-    out = []
-    for value in values_in_order:
-        for partition, queue in queues.items():
-            if heads[partition] < len(queue) and queue[heads[partition]].value == value:
-                m = queue[heads[partition]]
-                heads[partition] += 1
-                out.append((m.partition, m.offset, m.timestamp, m.value))
-                break
-        else:
-            raise AssertionError("a produced record is missing from the topic")
-    return out
-
-
-def _latest(rows: list[dict]) -> dict[str, tuple]:
-    best: dict[str, TrendRow] = {}
-    for obj in rows:
-        row = TrendRow.from_json(json.dumps(obj))
-        if row.key() not in best or best[row.key()].revision < row.revision:
-            best[row.key()] = row
-    return {key: row.content() for key, row in best.items()}
-
-
-def _parquet_rows(table) -> list[dict]:
-    rows = table.to_pylist()
-    for r in rows:
-        r.pop("window_date", None)
-    return rows
 
 
 def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path) -> None:
@@ -134,8 +79,8 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
     for p in (0, 1):
         obj = event(f"url:sentinel-{p}", title=f"sentinel {p}", published_at=sentinel_ts)
         sentinels.append((p, obj["article_id"].encode(), sentinel_ts, encode(obj)))
-    _produce(config.kafka_bootstrap, config.events_topic, sentinels)
-    records = _in_production_order(
+    produce(config.kafka_bootstrap, config.events_topic, sentinels)
+    records = in_production_order(
         read_topic(config.kafka_bootstrap, config.events_topic, "read_uncommitted"),
         [r.value for r in synthetic] + [s[3] for s in sentinels],
     )
@@ -157,16 +102,16 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
             uncommitted = read_topic(config.kafka_bootstrap, config.trends_topic, "read_uncommitted")
             observed_uncommitted_ahead = max(observed_uncommitted_ahead, len(uncommitted) - len(committed))
             kafka_rows = [json.loads(m.value) for m in committed]
-            parquet_rows = _parquet_rows(read_parquet(config.parquet_dir))
-            if _latest(kafka_rows) == expected_rows and _latest(parquet_rows) == expected_rows:
+            parquet_rows = parquet_rows(read_parquet(config.parquet_dir))
+            if final_contents(kafka_rows) == expected_rows and final_contents(parquet_rows) == expected_rows:
                 break
             assert flink_cluster.job_details(config, job_id)["state"] in ("RUNNING", "RESTARTING", "INITIALIZING")
             time.sleep(3)
         # Transactions are visible only once their checkpoint completed.
         print(f"read_uncommitted was ahead of read_committed by up to {observed_uncommitted_ahead} rows")
 
-        assert _latest(kafka_rows) == expected_rows
-        assert _latest(parquet_rows) == expected_rows
+        assert final_contents(kafka_rows) == expected_rows
+        assert final_contents(parquet_rows) == expected_rows
         # Exactly once: no revision of a row was committed twice, in either sink.
         for rows in (kafka_rows, parquet_rows):
             revisions = [(r["window_start"], r["term"], r["revision"]) for r in rows]

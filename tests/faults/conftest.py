@@ -1,6 +1,6 @@
 """Fault-injection suite: its own Kafka broker and Flink cluster, and one reference input.
 
-The stack is started exactly as tests/e2e does (`running_stack`: a temporary state
+The stack is started exactly as tests/e2e does (`tests.support.stack.running_stack`: a temporary state
 dir, free loopback ports), but owned by this package, so `make test-faults` runs
 alone and the faults injected here (killed TaskManager, JobManager, broker) never
 touch another suite's processes.  It is package-scoped: stopped (by pid) as soon as
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from core.config import Config
-from tests.e2e.conftest import running_stack
+from tests.support.stack import running_stack
 from tests.faults.harness import Reference, build_reference
 
 

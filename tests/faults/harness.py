@@ -8,7 +8,6 @@ deadline, and only processes of this suite's own stack are signalled (by the pid
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -30,10 +29,10 @@ from connectors.flink_cluster import ClusterError
 from connectors.topics import delete_topics, read_topic
 from connectors.trend_store import read_parquet
 from core.config import Config, load_config
-from tests.e2e.test_trends_e2e import HOUR, _latest, _parquet_rows
 from tests.eventgen import encode, event
-from tests.integration.job_runner import oracle_params
 from tests.oracle import run_oracle
+from tests.support.rows import HOUR, describe_diff, final_contents, oracle_params, parquet_rows
+from tests.support.stack import job_config, topic_names
 from udfs.synthetic import GeneratorConfig, generate
 from udfs.windows import window_start
 
@@ -111,19 +110,8 @@ def build_reference() -> Reference:
 
 def scenario_config(stack: Config, tmp_path: Path, name: str, *, parallelism: int) -> Config:
     """Fresh uuid topics, job name, transactional id prefix and Parquet dir for one scenario."""
-    tag = f"{name}-{uuid.uuid4().hex[:8]}"
-    return dataclasses.replace(
-        stack,
-        events_topic=f"events-{tag}",
-        trends_topic=f"trends-{tag}",
-        dlq_topic=f"dlq-{tag}",
-        late_topic=f"late-{tag}",
-        parquet_dir=tmp_path / "parquet",
-        transactional_id_prefix=f"faults-{tag}",
-        job_name=f"feedtrends-faults-{tag}",
-        parallelism=parallelism,
-        **JOB_SETTINGS,
-    )
+    topics = topic_names(f"{name}-{uuid.uuid4().hex[:8]}")
+    return job_config(stack, topics, tmp_path / "parquet", "faults", parallelism=parallelism, **JOB_SETTINGS)
 
 
 def cleanup(config: Config) -> None:
@@ -401,11 +389,11 @@ def wait_for_reference(
     deadline = start + timeout_s
     diff = "not read yet"
     while time.monotonic() < deadline:
-        kafka = _latest(committed_rows(config))
-        parquet = _latest(_parquet_rows(read_parquet(config.parquet_dir)))
+        kafka = final_contents(committed_rows(config))
+        parquet = final_contents(parquet_rows(read_parquet(config.parquet_dir)))
         if kafka == reference.rows and parquet == reference.rows:
             return time.monotonic() - start, "equal"
-        diff = f"kafka {_describe_diff(kafka, reference.rows)}; parquet {_describe_diff(parquet, reference.rows)}"
+        diff = f"kafka {describe_diff(kafka, reference.rows)}; parquet {describe_diff(parquet, reference.rows)}"
         if job_id is not None:
             try:
                 state = flink_cluster.job_details(config, job_id)["state"]
@@ -415,17 +403,6 @@ def wait_for_reference(
                 return time.monotonic() - start, f"job {state}; {diff}"
         time.sleep(3)
     return time.monotonic() - start, f"timed out; {diff}"
-
-
-def _describe_diff(got: dict, want: dict) -> str:
-    missing = want.keys() - got.keys()
-    extra = got.keys() - want.keys()
-    changed = [k for k in want.keys() & got.keys() if got[k] != want[k]]
-    if not (missing or extra or changed):
-        return "equal"
-    return f"{len(got)} rows: missing {len(missing)}, extra {len(extra)}, different {len(changed)}" + (
-        f" (e.g. {sorted(changed)[:3]})" if changed else ""
-    )
 
 
 def assert_input_is_reference(config: Config, reference: Reference) -> None:
@@ -531,14 +508,14 @@ def check_against_reference(config: Config, reference: Reference, *, prefixes: l
     out = Outcome()
     committed = read_topic(config.kafka_bootstrap, config.trends_topic, "read_committed")
     kafka_rows = [json.loads(m.value) for m in committed]
-    parquet_rows = _parquet_rows(read_parquet(config.parquet_dir))
+    parquet_rows = parquet_rows(read_parquet(config.parquet_dir))
     out.kafka_rows, out.parquet_rows = len(kafka_rows), len(parquet_rows)
 
     # Final rows (latest revision per window_start|term) equal the oracle, in both sinks.
-    assert _describe_diff(_latest(kafka_rows), reference.rows) == "equal"
-    assert _describe_diff(_latest(parquet_rows), reference.rows) == "equal"
-    assert _latest(kafka_rows) == reference.rows
-    assert _latest(parquet_rows) == reference.rows
+    assert describe_diff(final_contents(kafka_rows), reference.rows) == "equal"
+    assert describe_diff(final_contents(parquet_rows), reference.rows) == "equal"
+    assert final_contents(kafka_rows) == reference.rows
+    assert final_contents(parquet_rows) == reference.rows
     assert all(
         m.key.decode() == f"{json.loads(m.value)['window_start']}|{json.loads(m.value)['term']}" for m in committed
     )

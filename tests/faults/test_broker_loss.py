@@ -26,7 +26,7 @@ from connectors.replication import topic_min_insync, topic_replicas
 from connectors.topics import ensure_topics
 from feedtrends import operations
 from core.config import Config
-from tests.e2e.conftest import running_stack
+from tests.support.stack import running_stack
 from tests.faults.harness import (
     FAULT_SEED,
     Trickle,

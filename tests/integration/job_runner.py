@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from core.config import Config
-from tests.oracle import TrendParams
+from tests.support.rows import latest_trend_rows
 from udfs.trend_row import TrendRow
 
 Record = tuple[int, int, int, bytes]  # (partition, offset, timestamp_ms, value)
@@ -19,11 +19,7 @@ class JobResult:
     late: list[dict]
 
     def latest(self) -> dict[str, TrendRow]:
-        out: dict[str, TrendRow] = {}
-        for row in self.emitted:
-            if row.key() not in out or out[row.key()].revision < row.revision:
-                out[row.key()] = row
-        return out
+        return latest_trend_rows(self.emitted)
 
     def final_contents(self) -> dict[str, tuple]:
         return {key: row.content() for key, row in self.latest().items()}
@@ -71,18 +67,3 @@ def run_job(records: list[Record], config: Config, *, bundle_size: int | None = 
             else:
                 result.late.append(json.loads(value))
     return result
-
-
-def oracle_params(config: Config) -> TrendParams:
-    # Lateness is decided on each partition's own watermark, made from its valid events.
-    return TrendParams(
-        size_ms=config.window_ms,
-        lateness_ms=config.lateness_ms,
-        out_of_orderness_ms=config.out_of_orderness_ms,
-        n=config.baseline_windows,
-        min_support=config.min_support,
-        include_summary=config.include_summary,
-        k=config.examples,
-        watermark_source="valid_events",
-        watermark_scope="partition",
-    )

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import free_ports
+from connectors.stack import free_ports
 
 
 def _run(tmp_path, *args: str, **env_overrides: str) -> subprocess.CompletedProcess:

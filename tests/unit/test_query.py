@@ -1,4 +1,5 @@
-"""The pure half of `feedtrends query` (udfs/query.py): times, latest revisions, selections, formats."""
+"""The pure half of `feedtrends query` (udfs/query.py): times, selections, formats; and the latest
+revision per key it answers from (connectors/trend_store.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.trend_store import latest_revisions
 from udfs.query import (
     EXIT_BACKEND,
     EXIT_NOTHING,
@@ -24,7 +26,6 @@ from udfs.query import (
     format_csv,
     format_json,
     format_table,
-    latest_revisions,
     parse_time_ms,
     render,
     resolve_window,
@@ -141,11 +142,12 @@ def test_latest_revisions_takes_the_whole_row_of_the_latest_revision() -> None:
     assert latest_revisions([new, old]) == [new]
 
 
-def test_equal_revisions_go_to_the_later_emitted_at() -> None:
-    first = row(W0, "a", revision=2, emitted_at=10, articles=1)
-    second = row(W0, "a", revision=2, emitted_at=20, articles=2)
+def test_equal_revisions_keep_the_first_row_seen() -> None:
+    # Only the revision decides; emitted_at does not (the job never writes a revision twice).
+    first = row(W0, "a", revision=2, emitted_at=20, articles=1)
+    second = row(W0, "a", revision=2, emitted_at=10, articles=2)
+    assert latest_revisions([first, second])[0]["articles"] == 1
     assert latest_revisions([second, first])[0]["articles"] == 2
-    assert latest_revisions([first, second])[0]["articles"] == 2
 
 
 @given(
