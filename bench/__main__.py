@@ -28,6 +28,7 @@ from bench.common import load_average, machine
 from bench.flink_run import inclusive_profile, measure_rebuild, summarize_profile
 from bench.preload import preload
 from connectors import stack
+from connectors.stack.paths import free_ports
 from connectors.topics import end_offsets, ensure_topics
 from core.config import REPO_ROOT, load_config
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"machine: {report['machine']}")
 
     state_dir = Path(tempfile.mkdtemp(prefix="feedtrends-bench-"))
-    kafka, controller, rest, rpc = stack.free_ports(4)
+    kafka, controller, rest, rpc = free_ports(4)
     base = load_config(
         {"state_dir": str(state_dir), "kafka_port": kafka, "kafka_controller_port": controller,
          "flink_rest_port": rest, "flink_rpc_port": rpc, "taskmanagers": args.taskmanagers},

@@ -81,7 +81,7 @@ def run(variant: str, backend: str, records: int) -> float:
     from pyflink.common import Configuration, Types
     from pyflink.datastream import StreamExecutionEnvironment
 
-    from connectors.stack import python_worker_settings
+    from connectors.stack.flink import python_worker_settings
 
     conf = Configuration()
     conf.set_string("python.execution-mode", "thread")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from connectors import flink_rest
 from connectors.flink_rest import ClusterError
-from connectors.stack import StackError, StackPaths, flink_env, pyflink_home
+from connectors.stack.flink import flink_env, pyflink_home
+from connectors.stack.paths import StackError, StackPaths
 from core.config import REPO_ROOT, Config
 
 TRENDS_JOB = REPO_ROOT / "jobs" / "trends.py"

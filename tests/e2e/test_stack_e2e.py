@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.stack import StackPaths, running_pid
+from connectors.stack.paths import StackPaths
 from tests.support.stack import stack_config
 
 pytestmark = pytest.mark.e2e

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from connectors import flink_cluster, flink_rest
 from connectors import stack as local_stack
 from connectors.flink_cluster import ClusterError
+from connectors.stack.processes import is_zombie
 from connectors.topics import delete_topics, read_topic
 from connectors.trend_store import read_parquet
 from core.config import Config, load_config
@@ -323,17 +324,10 @@ def kill(config: Config, role: str) -> int:
             os.waitpid(pid, os.WNOHANG)  # reap it: the stack fixture's process started it
         except ChildProcessError:
             pass
-        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+        if not Path(f"/proc/{pid}").exists() or is_zombie(pid):
             return pid
         time.sleep(0.1)
     raise TimeoutError(f"{role} (pid {pid}) still alive 30 s after SIGKILL")
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return True
 
 
 def restart(config: Config) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from connectors import stack as local_stack
+from connectors.stack.paths import broker_role
 from connectors.producer import KafkaSink, make_producer
 from connectors.replication import topic_min_insync, topic_replicas
 from connectors.topics import ensure_topics
@@ -85,7 +85,7 @@ def test_g_lead_broker_killed_while_events_flow(cluster, reference, tmp_path) ->
             trickle.wait_batches(point)
             leaders = _leaders(config, [config.events_topic, config.trends_topic])
             node = leaders.most_common(1)[0][0]
-            role = local_stack.broker_role(node)
+            role = broker_role(node)
             # The producer is not paused: it must carry on through the leader change.
             pid = kill(config, role)
             at = trickle.batches_done
@@ -122,7 +122,7 @@ def test_h_two_brokers_down_nothing_acknowledged_then_converges(cluster, referen
             leaders = _leaders(config, [config.events_topic, config.trends_topic])
             first = leaders.most_common(1)[0][0]
             second = next(n for n in (1, 2, 3) if n != first)
-            pids = [kill(config, local_stack.broker_role(n)) for n in (first, second)]
+            pids = [kill(config, broker_role(n)) for n in (first, second)]
             log(f"h: SIGKILL brokers {first} and {second} (pids {pids}) after batch {trickle.batches_done}")
 
             # The product's own producer (acks=all, idempotent): with one replica left

@@ -16,7 +16,7 @@ from core.config import load_config
 
 @pytest.fixture(scope="session", autouse=True)
 def flink_classpath(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from connectors.stack import assemble_flink_lib, pyflink_home
+    from connectors.stack.flink import assemble_flink_lib, pyflink_home
 
     state = tmp_path_factory.mktemp("flink-state")
     config = load_config({"state_dir": str(state)}, env={})

@@ -37,7 +37,7 @@ def run_job(records: list[Record], config: Config, *, bundle_size: int | None = 
     from pyflink.table import StreamTableEnvironment
 
     from connectors.flink_io import CollectionRecordSource
-    from connectors.stack import python_worker_settings
+    from connectors.stack.flink import python_worker_settings
     from jobs.trends import build
 
     env = StreamExecutionEnvironment.get_execution_environment()

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 
-from connectors.stack import free_port_block, free_ports
+from connectors.stack.paths import free_port_block, free_ports
 from core.config import Config, load_config
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from connectors.stack import free_ports
+from connectors.stack.paths import free_ports
 
 
 def _run(tmp_path, *args: str, **env_overrides: str) -> subprocess.CompletedProcess:

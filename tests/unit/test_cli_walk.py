@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from connectors.stack import free_ports
+from connectors.stack.paths import free_ports
 
 DOCUMENTED_EXIT_CODES = {0, 1, 2, 3}
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from connectors import stack
+from connectors.stack import kafka as stack_kafka
+from connectors.stack.paths import StackError, StackPaths, broker_roles
 from connectors.replication import replication_for
 from core.config import ConfigError, load_config
 
@@ -61,15 +62,15 @@ def test_three_nodes_get_their_own_ports_and_every_node_in_the_bootstrap(tmp_pat
 
 
 def _props(config, role: str) -> dict[str, str]:
-    text = stack._kafka_properties(config, stack.StackPaths(config.state_dir), role)
+    text = stack_kafka.kafka_properties(config, StackPaths(config.state_dir), role)
     return dict(line.split("=", 1) for line in text.splitlines())
 
 
 def test_three_node_kraft_cluster_properties(tmp_path) -> None:
     config = load_config({"state_dir": str(tmp_path), "brokers": 3, "kafka_port": 19092, "kafka_controller_port": 19093}, env={})
-    assert stack.broker_roles(config) == ["kafka", "kafka-2", "kafka-3"]
+    assert broker_roles(config) == ["kafka", "kafka-2", "kafka-3"]
     voters = "1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
-    for node, role in enumerate(stack.broker_roles(config), start=1):
+    for node, role in enumerate(broker_roles(config), start=1):
         props = _props(config, role)
         assert props["node.id"] == str(node)
         assert props["process.roles"] == "broker,controller"
@@ -83,8 +84,8 @@ def test_three_node_kraft_cluster_properties(tmp_path) -> None:
         assert props["transaction.state.log.min.isr"] == "2"
         assert props["min.insync.replicas"] == "2"
         assert props["unclean.leader.election.enable"] == "false"
-    assert stack.StackPaths(tmp_path).pid_file("kafka-3") == tmp_path / "kafka-3" / "kafka-3.pid"
-    assert stack.StackPaths(tmp_path).pid_file("kafka") == tmp_path / "kafka" / "kafka.pid"
+    assert StackPaths(tmp_path).pid_file("kafka-3") == tmp_path / "kafka-3" / "kafka-3.pid"
+    assert StackPaths(tmp_path).pid_file("kafka") == tmp_path / "kafka" / "kafka.pid"
     single = load_config({"state_dir": str(tmp_path)}, env={})
     assert _props(single, "kafka")["transaction.state.log.replication.factor"] == "1"
     assert _props(single, "kafka")["controller.quorum.voters"] == "1@127.0.0.1:9093"
@@ -94,12 +95,12 @@ def test_small_heaps_for_a_cluster_of_nodes(tmp_path) -> None:
     (tmp_path / "kafka").mkdir()
     (tmp_path / "kafka" / "kafka_2.13-4.1.1.jar").write_text("")
     config = load_config({"state_dir": str(tmp_path), "jars_dir": str(tmp_path), "brokers": 3}, env={})
-    cmd = stack._kafka_java(config, tmp_path / "kafka-2", "kafka.Kafka")
+    cmd = stack_kafka.kafka_java(config, tmp_path / "kafka-2", "kafka.Kafka")
     assert "-Xmx384m" in cmd and f"-Dkafka.logs.dir={tmp_path / 'kafka-2' / 'logs'}" in cmd
 
 
 def test_down_finds_every_node_a_previous_up_started(tmp_path) -> None:
-    paths = stack.StackPaths(tmp_path)
+    paths = StackPaths(tmp_path)
     for role in ("kafka", "kafka-3", "kafka-2"):
         paths.kafka_node(role).mkdir(parents=True)
         paths.pid_file(role).write_text("1")
@@ -107,13 +108,13 @@ def test_down_finds_every_node_a_previous_up_started(tmp_path) -> None:
 
 
 def test_data_of_a_differently_sized_cluster_is_refused(tmp_path) -> None:
-    paths = stack.StackPaths(tmp_path)
+    paths = StackPaths(tmp_path)
     # Formatted as one node before the count was recorded.
     (paths.kafka / "data").mkdir(parents=True)
     (paths.kafka / "data" / "meta.properties").write_text("cluster.id=abc\nnode.id=1\nversion=1\n")
     one = load_config({"state_dir": str(tmp_path)}, env={})
-    assert stack._cluster_id(one, paths) == "abc"
+    assert stack_kafka.cluster_id(one, paths) == "abc"
     assert json.loads((paths.kafka / "cluster.json").read_text()) == {"cluster_id": "abc", "brokers": 1}
     three = load_config({"state_dir": str(tmp_path), "brokers": 3}, env={})
-    with pytest.raises(stack.StackError, match="1-broker cluster, the config asks for 3"):
-        stack._cluster_id(three, paths)
+    with pytest.raises(StackError, match="1-broker cluster, the config asks for 3"):
+        stack_kafka.cluster_id(three, paths)

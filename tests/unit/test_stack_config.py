@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 
-from connectors import stack
+from connectors.stack import flink as stack_flink
+from connectors.stack import kafka as stack_kafka
+from connectors.stack.paths import StackPaths, taskmanager_roles
 from core.config import ConfigError, load_config
 
 
@@ -18,8 +20,8 @@ def test_kafka_format_command_takes_cluster_ids_starting_with_a_dash(tmp_path, m
     dash_id = base64.urlsafe_b64encode(b"\xfb" + uuid.uuid4().bytes[1:]).rstrip(b"=").decode()
     assert dash_id.startswith("-")
     calls = []
-    monkeypatch.setattr(stack, "_kafka_java", lambda config, paths, main, *args: [main, *args])
-    monkeypatch.setattr(stack.uuid, "uuid4", lambda: uuid.UUID(bytes=b"\xfb" + bytes(15)))
+    monkeypatch.setattr(stack_kafka, "kafka_java", lambda config, paths, main, *args: [main, *args])
+    monkeypatch.setattr(stack_kafka.uuid, "uuid4", lambda: uuid.UUID(bytes=b"\xfb" + bytes(15)))
 
     class Done(Exception):
         pass
@@ -28,9 +30,9 @@ def test_kafka_format_command_takes_cluster_ids_starting_with_a_dash(tmp_path, m
         calls.append(cmd)
         raise Done
 
-    monkeypatch.setattr(stack.subprocess, "run", fake_run)
+    monkeypatch.setattr(stack_kafka.subprocess, "run", fake_run)
     try:
-        stack.start_kafka(config)
+        stack_kafka.start_kafka(config)
     except Done:
         pass
     (cmd,) = calls
@@ -41,7 +43,7 @@ def test_kafka_format_command_takes_cluster_ids_starting_with_a_dash(tmp_path, m
 def test_kafka_properties_fit_the_flink_sink(tmp_path) -> None:
     config = load_config({"state_dir": str(tmp_path), "kafka_port": 19092, "kafka_controller_port": 19093}, env={})
     props = dict(
-        line.split("=", 1) for line in stack._kafka_properties(config, stack.StackPaths(tmp_path)).splitlines()
+        line.split("=", 1) for line in stack_kafka.kafka_properties(config, StackPaths(tmp_path)).splitlines()
     )
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
     assert props["process.roles"] == "broker,controller"
@@ -54,7 +56,7 @@ def test_flink_conf_is_rendered_with_this_stacks_paths_and_ports(tmp_path) -> No
     import yaml
 
     config = load_config({"state_dir": str(tmp_path), "flink_rest_port": 18081}, env={})
-    conf = yaml.safe_load((stack.render_flink_conf(config) / "config.yaml").read_text())
+    conf = yaml.safe_load((stack_flink.render_flink_conf(config) / "config.yaml").read_text())
     assert conf["rest.port"] == 18081
     assert conf["execution.checkpointing.dir"] == (tmp_path / "checkpoints").as_uri()
     assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
@@ -64,7 +66,6 @@ def test_flink_conf_is_rendered_with_this_stacks_paths_and_ports(tmp_path) -> No
 
 
 def test_taskmanager_roles_and_their_pid_files(tmp_path) -> None:
-    from connectors.stack import StackPaths, taskmanager_roles
 
     config = load_config({"state_dir": str(tmp_path), "taskmanagers": 3}, env={})
     assert taskmanager_roles(config) == ["taskmanager", "taskmanager-2", "taskmanager-3"]
