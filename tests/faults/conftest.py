@@ -15,7 +15,7 @@ import pytest
 
 from core.config import Config
 from tests.support.stack import running_stack
-from tests.faults.harness import Reference, build_reference
+from tests.faults.reference import Reference, build_reference
 
 
 @pytest.fixture(scope="package")

@@ -27,17 +27,9 @@ from connectors.topics import ensure_topics
 from feedtrends import operations
 from core.config import Config
 from tests.support.stack import running_stack
-from tests.faults.harness import (
-    FAULT_SEED,
-    Trickle,
-    _QUIET,
-    kill,
-    log,
-    num_restarts,
-    restart,
-    wait_recovered,
-)
-from tests.faults.test_faults import BATCH, _finish, _n_batches, _now_ms, scenario
+from tests.faults.inject import kill, num_restarts, restart, wait_recovered
+from tests.faults.reference import Trickle
+from tests.faults.scenario import BATCH, FAULT_SEED, QUIET, finish, log, n_batches, now_ms, scenario
 
 pytestmark = pytest.mark.faults
 
@@ -74,11 +66,11 @@ def _assert_replicated(config: Config) -> None:
 @pytest.mark.ci
 def test_g_lead_broker_killed_while_events_flow(cluster, reference, tmp_path) -> None:
     rng = random.Random(f"{FAULT_SEED}:g")
-    point = rng.randint(6, _n_batches(reference) - 20)
+    point = rng.randint(6, n_batches(reference) - 20)
     down_s = 20.0
     with scenario(cluster, tmp_path, "g-lead-broker", parallelism=2) as (config, phases):
         _assert_replicated(config)
-        job_id = operations.submit(config, echo=_QUIET)
+        job_id = operations.submit(config, echo=QUIET)
         phases.done("submit")
         trickle = Trickle(config.kafka_bootstrap, config.events_topic, reference.planned, batch=BATCH).start()
         try:
@@ -96,23 +88,23 @@ def test_g_lead_broker_killed_while_events_flow(cluster, reference, tmp_path) ->
             assert trickle.batches_done > at, "the producer stopped while one broker of three was down"
             log(f"g: producer went on from batch {at} to {trickle.batches_done} with broker {node} down")
             restart(config)
-            back_at = _now_ms()
+            back_at = now_ms()
             phases.done(f"broker {node} killed, {trickle.batches_done - at} batches sent meanwhile, restarted")
             secs = wait_recovered(config, job_id, back_at)
             log(f"g: job restarts: {num_restarts(config, job_id)}")
             phases.done(f"job recovered ({secs:.0f}s to a checkpoint after the broker returned)")
-            _finish(config, reference, job_id, trickle, phases)
+            finish(config, reference, job_id, trickle, phases)
         finally:
             trickle.stop()
 
 
 def test_h_two_brokers_down_nothing_acknowledged_then_converges(cluster, reference, tmp_path) -> None:
     rng = random.Random(f"{FAULT_SEED}:h")
-    point = rng.randint(6, _n_batches(reference) - 20)
+    point = rng.randint(6, n_batches(reference) - 20)
     with scenario(cluster, tmp_path, "h-two-brokers", parallelism=2) as (config, phases):
         probe_topic = f"probe-{config.events_topic}"
         ensure_topics(config, {probe_topic: 1})
-        job_id = operations.submit(config, echo=_QUIET)
+        job_id = operations.submit(config, echo=QUIET)
         phases.done("submit")
         trickle = Trickle(config.kafka_bootstrap, config.events_topic, reference.planned, batch=BATCH).start()
         try:
@@ -136,7 +128,7 @@ def test_h_two_brokers_down_nothing_acknowledged_then_converges(cluster, referen
             )
             try:
                 for i in range(5):
-                    sink.send(f"probe-{i}".encode(), b"{}", _now_ms(), tag=i)
+                    sink.send(f"probe-{i}".encode(), b"{}", now_ms(), tag=i)
                 report = sink.flush(timeout_s=40)
             finally:
                 sink.producer.close(timeout=5)
@@ -145,12 +137,12 @@ def test_h_two_brokers_down_nothing_acknowledged_then_converges(cluster, referen
             phases.done("two brokers down: no write acknowledged")
 
             restart(config)
-            back_at = _now_ms()
+            back_at = now_ms()
             trickle.resume()
             phases.done("both brokers back")
             secs = wait_recovered(config, job_id, back_at, timeout_s=420)
             log(f"h: job restarts: {num_restarts(config, job_id)}")
             phases.done(f"job recovered ({secs:.0f}s to a checkpoint after the brokers returned)")
-            _finish(config, reference, job_id, trickle, phases)
+            finish(config, reference, job_id, trickle, phases)
         finally:
             trickle.stop()

@@ -1,7 +1,7 @@
 """Differential fault injection: the trends job under failures must end exactly where
 the batch oracle says, as the plain run does.
 
-One reference input (tests/faults/harness.py: 800 generated events with 30%
+One reference input (tests/faults/reference.py: 800 generated events with 30%
 duplicates, 10% out of order within the bound, 2% beyond the allowed lateness, 1%
 malformed, plus one far-future sentinel per partition) goes into fresh topics for
 each scenario while the job runs; a fault is injected while events flow:
@@ -14,96 +14,44 @@ each scenario while the job runs; a fault is injected while events flow:
     e      rescale 1 -> 2 through a savepoint
     f      replay --bounded from the earliest offset into a new version
 
-After each run the job is ended and the same checks run (harness.check_against_reference):
+After each run the job is ended and the same checks run (checks.check_against_reference):
 Kafka read_committed final rows == Parquet final rows == oracle; no (window_start,
 term, revision) twice in either sink; DLQ and late topics hold exactly the injected
 (partition, offset)s; every committed Parquet file reads whole; no transaction left
 open (LSO == high watermark, DescribeProducers, ListTransactions).
 
-Seeds: FAULTS_SEED (default in harness.py) picks the fault points; every scenario
+Seeds: FAULTS_SEED (default in scenario.py) picks the fault points; every scenario
 prints them and its timing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
 import random
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from connectors import flink_cluster
 from connectors.flink_cluster import ClusterError, _local_path
-from connectors.topics import ensure_topics
 from connectors.versions import config_for, current_version
 from feedtrends import operations
-from core.config import Config
-from tests.faults.harness import (
+from tests.faults.checks import open_transactions, wait_for_reference, wait_no_open_transactions
+from tests.faults.inject import fault_points, kill, num_restarts, restart, wait_recovered
+from tests.faults.reference import Trickle, produce
+from tests.faults.scenario import (
+    BATCH,
     FAULT_SEED,
-    Phases,
-    Reference,
-    Trickle,
-    _QUIET,
-    assert_input_is_reference,
+    QUIET,
     capture,
-    check_against_reference,
-    cleanup,
-    end_job,
-    fault_points,
-    kill,
+    finish,
     log,
-    num_restarts,
-    produce,
-    restart,
-    scenario_config,
-    wait_for_reference,
-    wait_recovered,
+    n_batches,
+    now_ms,
+    scenario,
 )
 
 pytestmark = pytest.mark.faults
-
-BATCH = 16
-
-
-def _n_batches(reference: Reference) -> int:
-    return math.ceil(len(reference.planned) / BATCH)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@contextlib.contextmanager
-def scenario(stack: Config, tmp_path, name: str, *, parallelism: int) -> Iterator[tuple[Config, Phases]]:
-    config = scenario_config(stack, tmp_path, name, parallelism=parallelism)
-    # The output-version registry is per state dir: a leftover one would redirect this scenario.
-    assert not (config.state_dir / "versions.json").exists()
-    phases = Phases(name)
-    log(f"{name}: topics *-{config.job_name.removeprefix('feedtrends-faults-')}, parallelism {parallelism}, seed {FAULT_SEED}")
-    ensure_topics(config)
-    try:
-        yield config, phases
-    finally:
-        cleanup(config)
-        phases.report()
-
-
-def _finish(config: Config, reference: Reference, job_id: str, trickle: Trickle, phases: Phases) -> None:
-    """Common tail: all input sent, rows converge, job ended, every check."""
-    trickle.join()
-    phases.done("rest of the input sent")
-    assert_input_is_reference(config, reference)
-    secs, diff = wait_for_reference(config, reference, job_id)
-    log(f"{phases.name}: outputs {diff} after {secs:.1f}s")
-    phases.done("outputs converge")
-    end_job(config)
-    phases.done("job cancelled")
-    outcome = check_against_reference(config, reference)
-    log(f"{phases.name}: {outcome}")
-    phases.done("checks")
 
 
 def test_plain_run_equals_oracle(stack, reference, tmp_path) -> None:
@@ -111,11 +59,11 @@ def test_plain_run_equals_oracle(stack, reference, tmp_path) -> None:
     log(f"reference: {len(reference.records)} records {reference.injected}; oracle: {len(reference.rows)} rows, "
         f"{len(reference.dlq)} dead letters, {len(reference.late)} late")
     with scenario(stack, tmp_path, "plain", parallelism=2) as (config, phases):
-        job_id = operations.submit(config, echo=_QUIET)
+        job_id = operations.submit(config, echo=QUIET)
         phases.done("submit")
         trickle = Trickle(config.kafka_bootstrap, config.events_topic, reference.planned, batch=BATCH).start()
         try:
-            _finish(config, reference, job_id, trickle, phases)
+            finish(config, reference, job_id, trickle, phases)
         finally:
             trickle.stop()
 
@@ -123,9 +71,9 @@ def test_plain_run_equals_oracle(stack, reference, tmp_path) -> None:
 @pytest.mark.ci
 def test_a_taskmanager_killed_three_times(stack, reference, tmp_path) -> None:
     rng = random.Random(f"{FAULT_SEED}:a")
-    points = fault_points(rng, 3, _n_batches(reference))
+    points = fault_points(rng, 3, n_batches(reference))
     with scenario(stack, tmp_path, "a-tm-kill", parallelism=2) as (config, phases):
-        job_id = operations.submit(config, echo=_QUIET)
+        job_id = operations.submit(config, echo=QUIET)
         phases.done("submit")
         trickle = Trickle(
             config.kafka_bootstrap, config.events_topic, reference.planned, batch=BATCH, holds=tuple(points)
@@ -137,14 +85,14 @@ def test_a_taskmanager_killed_three_times(stack, reference, tmp_path) -> None:
                 extra, delay = rng.randint(0, 3), rng.uniform(0.0, 1.0)
                 trickle.wait_batches(point + 1 + extra)
                 time.sleep(delay)
-                killed_at = _now_ms()
+                killed_at = now_ms()
                 pid = kill(config, "taskmanager")
                 log(f"a: kill {j + 1}/3: SIGKILL TaskManager pid {pid} after batch {trickle.batches_done} (+{delay:.2f}s)")
                 restart(config)
                 secs = wait_recovered(config, job_id, killed_at)
                 phases.done(f"kill {j + 1} -> recovered ({secs:.0f}s after up)")
             log(f"a: fault points (batches) {points}; job restarts: {num_restarts(config, job_id)}")
-            _finish(config, reference, job_id, trickle, phases)
+            finish(config, reference, job_id, trickle, phases)
         finally:
             trickle.stop()
 
@@ -154,18 +102,18 @@ def test_b_jobmanager_killed_then_submit_resumes_from_checkpoint(stack, referenc
     `feedtrends submit`, which resumes from the latest retained checkpoint of the job
     name (the journal in the state dir maps the name to the old job id's checkpoints)."""
     rng = random.Random(f"{FAULT_SEED}:b")
-    point = rng.randint(6, _n_batches(reference) - 12)
+    point = rng.randint(6, n_batches(reference) - 12)
     with scenario(stack, tmp_path, "b-jm-kill", parallelism=2) as (config, phases):
-        job_id = operations.submit(config, echo=_QUIET)
+        job_id = operations.submit(config, echo=QUIET)
         phases.done("submit")
-        started = _now_ms()
+        started = now_ms()
         trickle = Trickle(config.kafka_bootstrap, config.events_topic, reference.planned, batch=BATCH).start()
         try:
             trickle.wait_batches(point)
             # A checkpoint taken while events flow, so there is a restore point with state in it.
             wait_recovered(config, job_id, started)
             time.sleep(rng.uniform(0.0, 1.0))
-            killed_at = _now_ms()
+            killed_at = now_ms()
             pid = kill(config, "jobmanager")
             log(f"b: SIGKILL JobManager pid {pid} after batch {trickle.batches_done}")
             restart(config)
@@ -181,17 +129,17 @@ def test_b_jobmanager_killed_then_submit_resumes_from_checkpoint(stack, referenc
             assert f"/checkpoints/{job_id}/chk-" in lines[0], lines[0]
             secs = wait_recovered(config, new_id, killed_at)
             phases.done(f"submit resumed from checkpoint ({secs:.0f}s to first checkpoint)")
-            _finish(config, reference, new_id, trickle, phases)
+            finish(config, reference, new_id, trickle, phases)
         finally:
             trickle.stop()
 
 
 def test_c_kafka_broker_killed_and_restarted(stack, reference, tmp_path) -> None:
     rng = random.Random(f"{FAULT_SEED}:c")
-    point = rng.randint(6, _n_batches(reference) - 12)
+    point = rng.randint(6, n_batches(reference) - 12)
     down_s = 5.0
     with scenario(stack, tmp_path, "c-broker-kill", parallelism=2) as (config, phases):
-        job_id = operations.submit(config, echo=_QUIET)
+        job_id = operations.submit(config, echo=QUIET)
         phases.done("submit")
         trickle = Trickle(config.kafka_bootstrap, config.events_topic, reference.planned, batch=BATCH).start()
         try:
@@ -203,13 +151,13 @@ def test_c_kafka_broker_killed_and_restarted(stack, reference, tmp_path) -> None
             log(f"c: SIGKILL broker pid {pid} after batch {trickle.batches_done}; down for {down_s:.0f}s")
             time.sleep(down_s)
             restart(config)
-            back_at = _now_ms()
+            back_at = now_ms()
             trickle.resume()
             phases.done("broker killed and restarted")
             secs = wait_recovered(config, job_id, back_at)
             log(f"c: job restarts: {num_restarts(config, job_id)}")
             phases.done(f"job recovered ({secs:.0f}s to first checkpoint)")
-            _finish(config, reference, job_id, trickle, phases)
+            finish(config, reference, job_id, trickle, phases)
         finally:
             trickle.stop()
 
@@ -217,14 +165,14 @@ def test_c_kafka_broker_killed_and_restarted(stack, reference, tmp_path) -> None
 @pytest.mark.ci
 def test_d_stop_with_savepoint_and_resume(stack, reference, tmp_path) -> None:
     rng = random.Random(f"{FAULT_SEED}:d")
-    point = rng.randint(6, _n_batches(reference) - 12)
+    point = rng.randint(6, n_batches(reference) - 12)
     with scenario(stack, tmp_path, "d-savepoint", parallelism=1) as (config, phases):
-        job_id = operations.submit(config, echo=_QUIET)
+        job_id = operations.submit(config, echo=QUIET)
         phases.done("submit")
         trickle = Trickle(config.kafka_bootstrap, config.events_topic, reference.planned, batch=BATCH).start()
         try:
             trickle.wait_batches(point)
-            savepoint = operations.stop(config, savepoint=True, echo=_QUIET)
+            savepoint = operations.stop(config, savepoint=True, echo=QUIET)
             assert savepoint and flink_cluster.running_job(config) is None
             log(f"d: stopped after batch {trickle.batches_done} with savepoint {savepoint}")
             phases.done("stop with savepoint")
@@ -232,7 +180,7 @@ def test_d_stop_with_savepoint_and_resume(stack, reference, tmp_path) -> None:
             new_id = operations.resume(config, None, echo=echo)
             assert new_id != job_id and str(_local_path(savepoint)) in lines[0]
             phases.done("resume")
-            _finish(config, reference, new_id, trickle, phases)
+            finish(config, reference, new_id, trickle, phases)
         finally:
             trickle.stop()
 
@@ -240,14 +188,14 @@ def test_d_stop_with_savepoint_and_resume(stack, reference, tmp_path) -> None:
 def test_e_rescale_one_to_two_through_savepoint(stack, reference, tmp_path) -> None:
     """Every operator has a stable uid, so the savepoint of the p=1 job maps onto the p=2 job."""
     rng = random.Random(f"{FAULT_SEED}:e")
-    point = rng.randint(6, _n_batches(reference) - 12)
+    point = rng.randint(6, n_batches(reference) - 12)
     with scenario(stack, tmp_path, "e-rescale", parallelism=1) as (config, phases):
-        job_id = operations.submit(config, echo=_QUIET)
+        job_id = operations.submit(config, echo=QUIET)
         phases.done("submit at p=1")
         trickle = Trickle(config.kafka_bootstrap, config.events_topic, reference.planned, batch=BATCH).start()
         try:
             trickle.wait_batches(point)
-            savepoint = operations.stop(config, savepoint=True, echo=_QUIET)
+            savepoint = operations.stop(config, savepoint=True, echo=QUIET)
             log(f"e: stopped p=1 after batch {trickle.batches_done} with savepoint {savepoint}")
             phases.done("stop with savepoint")
             rescaled = dataclasses.replace(config, parallelism=2)
@@ -260,7 +208,7 @@ def test_e_rescale_one_to_two_through_savepoint(stack, reference, tmp_path) -> N
                 (v["name"], v["parallelism"]) for v in vertices
             ]
             phases.done("resume at p=2")
-            _finish(rescaled, reference, new_id, trickle, phases)
+            finish(rescaled, reference, new_id, trickle, phases)
         finally:
             trickle.stop()
 
@@ -271,7 +219,7 @@ def test_f_bounded_replay_into_new_version(stack, reference, tmp_path) -> None:
         try:
             produce(config.kafka_bootstrap, config.events_topic, reference.planned)
             assert_input_is_reference(config, reference)
-            v1_id = operations.submit(config, echo=_QUIET)
+            v1_id = operations.submit(config, echo=QUIET)
             phases.done("input sent, v1 submitted")
             secs, diff = wait_for_reference(config, reference, v1_id)
             log(f"f: v1 outputs {diff} after {secs:.1f}s")
@@ -302,7 +250,6 @@ def test_open_transaction_check_sees_an_open_transaction(stack, tmp_path) -> Non
     """The "no transaction left open" check can fail: a transaction left open on purpose is seen."""
     from kafka import KafkaProducer
 
-    from tests.faults.harness import open_transactions, wait_no_open_transactions
 
     with scenario(stack, tmp_path, "txn-check", parallelism=1) as (config, phases):
         producer = KafkaProducer(
