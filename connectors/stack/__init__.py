@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Callable
 
+from connectors import flink_rest
 from connectors.stack.flink import flink_markers, flink_overview, start_flink
 from connectors.stack.kafka import kafka_marker, registered_brokers, replication_warnings, start_kafka
 from connectors.stack.paths import StackError, StackPaths, broker_roles, node_id, role_order, taskmanager_roles

@@ -36,7 +36,13 @@ from connectors import flink_cluster
 from connectors.flink_cluster import ClusterError, _local_path
 from connectors.versions import config_for, current_version
 from feedtrends import operations
-from tests.faults.checks import open_transactions, wait_for_reference, wait_no_open_transactions
+from tests.faults.checks import (
+    assert_input_is_reference,
+    check_against_reference,
+    open_transactions,
+    wait_for_reference,
+    wait_no_open_transactions,
+)
 from tests.faults.inject import fault_points, kill, num_restarts, restart, wait_recovered
 from tests.faults.reference import Trickle, produce
 from tests.faults.scenario import (
