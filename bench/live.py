@@ -24,10 +24,10 @@ import time
 
 from bench.common import load_average, rss_bytes
 from connectors import flink_cluster, flink_rest, stack
+from connectors.synthetic import GeneratorConfig, iter_synthetic
 from feedtrends import operations
 from core.config import Config
 from udfs.entries import encode_event
-from udfs.synthetic import GeneratorConfig, iter_synthetic
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -1,4 +1,4 @@
-"""Preload N generated events (udfs.synthetic: Zipf vocabulary, bursts, ~600-byte JSON) into a fresh topic.
+"""Preload N generated events (connectors.synthetic: Zipf vocabulary, bursts, ~600-byte JSON) into a fresh topic.
 
 Same producer contract as `feedtrends generate` (key = article id, record timestamp =
 published_at) but tuned for volume: acks=1, big batches, lz4 when the lz4 package is
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from udfs.synthetic import DEFAULT_START_MS, GeneratorConfig, iter_synthetic
+from connectors.synthetic import DEFAULT_START_MS, GeneratorConfig, iter_synthetic
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS

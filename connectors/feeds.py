@@ -49,7 +49,8 @@ from typing import Any
 
 import feedparser
 
-from udfs.entries import FeedSpec, normalize_entry
+from connectors.feed_list import FeedSpec
+from udfs.entries import normalize_entry
 
 log = logging.getLogger("feedtrends.feeds")
 

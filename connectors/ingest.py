@@ -41,11 +41,10 @@ from connectors.feeds import (
     record_success,
     save_state,
 )
+from connectors.feed_list import FeedListError, FeedSpec, load_feed_list
 from connectors.producer import DryRunSink, EventSink, KafkaSink, make_producer
 from connectors.retry import kafka_call
-from core.config import Config, load_config
-from udfs.entries import FeedListError, FeedSpec, encode_event, parse_feed_list
-from udfs.synthetic import (
+from connectors.synthetic import (
     DEFAULT_LATE_HORIZON_MS,
     DEFAULT_OUT_OF_ORDER_BOUND_MS,
     DEFAULT_START_MS,
@@ -53,6 +52,8 @@ from udfs.synthetic import (
     format_counts,
     iter_synthetic,
 )
+from core.config import Config, load_config
+from udfs.entries import encode_event
 
 log = logging.getLogger("feedtrends.ingest")
 
@@ -110,12 +111,6 @@ def parse_start_ms(text: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return int(parsed.timestamp() * 1000)
-
-
-def load_feed_list(path: str) -> list[FeedSpec]:
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    return parse_feed_list(text, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
 class _Progress:

@@ -1,4 +1,5 @@
-"""Deterministic synthetic feed events for `feedtrends generate` and for tests.
+"""Deterministic synthetic feed events: the input of `feedtrends generate`, of bench/ and of
+the tests (an input source beside the feeds; the job itself never imports it).
 
 The stream imitates many news feeds: a Zipf-distributed background vocabulary,
 topics that burst and fade over the simulated span, publishers whose articles

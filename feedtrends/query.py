@@ -2,8 +2,9 @@
 
 Everything here works on plain row dicts (the output row of `udfs/trend_row.py`) and
 does no I/O, so every rule of the query command is testable without Parquet or Kafka.
-Reading the rows and drawing plots is `connectors/query_store.py`; the argparse
-wiring is `feedtrends/query_cli.py`.
+The rows it answers from are the latest revision per key
+(`connectors.trend_store.latest_revisions`); reading them and drawing plots is
+`feedtrends/query_store.py`; the argparse wiring is `feedtrends/query_cli.py`.
 
 Errors carry the command's exit code (see `QueryError`), so the CLI turns any of
 them into one line on stderr and that code.

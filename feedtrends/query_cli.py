@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from connectors.trend_store import latest_revisions
 from core.config import Config, ConfigError, load_config
-from udfs.query import (
+from feedtrends.query import (
     EXIT_OK,
     FORMATS,
     TIME_HELP,
@@ -117,7 +117,7 @@ def query_command(args: argparse.Namespace) -> int:
 
 
 def _read_rows(args: argparse.Namespace, config: Config) -> list[dict[str, Any]]:
-    from connectors import query_store
+    from feedtrends import query_store
     from connectors.versions import current_version
 
     try:
@@ -185,7 +185,7 @@ def run_query(
             records = term_history(rows, args.term, since, until)
 
         if getattr(args, "plot", None):
-            from connectors import query_store
+            from feedtrends import query_store
 
             if kind == "top":
                 query_store.plot_top_terms(records, args.plot)

@@ -1,9 +1,12 @@
-"""The I/O half of `feedtrends query`: reading the current version's rows, and drawing plots.
+"""The I/O half of `feedtrends query`: the current version's rows as the query's errors
+see them, and drawing plots.
 
 Rows come from the current output version (`connectors/versions.py`): its Parquet
-directory, or its Kafka topic read with `isolation.level=read_committed`.  Either
-way the caller gets every revision as plain output-row dicts; choosing the latest
-revision and everything after it is pure (`udfs/query.py`).
+directory, or its Kafka topic read with `isolation.level=read_committed`, both read by
+`connectors/trend_store.py`; here a source that cannot be read becomes the query's
+BackendUnavailable (exit 3).  Either way the caller gets every revision as plain
+output-row dicts; choosing the latest revision and everything after it is pure
+(`feedtrends/query.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from connectors import trend_store
-from udfs.query import BackendUnavailable, QueryInputError, output_row, utc_iso, utc_text
+from feedtrends.query import BackendUnavailable, QueryInputError, output_row, utc_iso, utc_text
 
 # A plot is always this size, so it looks the same in every report: 1000 x 500 px.
 PLOT_SIZE_IN = (10.0, 5.0)

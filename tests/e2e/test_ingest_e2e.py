@@ -19,7 +19,7 @@ import pytest
 
 from connectors.feed_server import FeedServer
 from connectors.ingest import run_generate, run_ingest
-from udfs.synthetic import GeneratorConfig, generate
+from connectors.synthetic import GeneratorConfig, generate
 
 pytestmark = pytest.mark.e2e
 

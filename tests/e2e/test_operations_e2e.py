@@ -15,6 +15,7 @@ import time
 import pytest
 
 from connectors import flink_cluster
+from connectors.synthetic import GeneratorConfig, generate
 from connectors.topics import ensure_topics, read_topic
 from connectors.trend_store import read_parquet
 from connectors.versions import config_for, current_version
@@ -24,7 +25,6 @@ from tests.oracle import run_oracle
 from tests.support.kafka import in_production_order, produce
 from tests.support.rows import HOUR, final_contents, oracle_params, parquet_rows
 from tests.support.stack import job_config
-from udfs.synthetic import GeneratorConfig, generate
 from udfs.windows import window_start
 
 pytestmark = pytest.mark.e2e

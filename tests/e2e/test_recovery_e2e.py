@@ -19,11 +19,11 @@ import pytest
 
 from connectors import flink_cluster
 from connectors import stack as local_stack
+from connectors.synthetic import GeneratorConfig, generate
 from connectors.topics import ensure_topics
 from connectors.versions import load_versions
 from tests.support.kafka import produce
 from tests.support.stack import running_stack
-from udfs.synthetic import GeneratorConfig, generate
 
 pytestmark = pytest.mark.e2e
 

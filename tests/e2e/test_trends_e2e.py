@@ -21,12 +21,12 @@ from feedtrends import operations
 from connectors.ingest import run_generate
 from connectors.topics import ensure_topics, read_topic
 from connectors.trend_store import read_parquet
+from connectors.synthetic import GeneratorConfig, generate
 from tests.eventgen import encode, event
 from tests.oracle import run_oracle
 from tests.support.kafka import in_production_order, produce
 from tests.support.rows import HOUR, final_contents, oracle_params, parquet_rows
 from tests.support.stack import job_config
-from udfs.synthetic import GeneratorConfig, generate
 from udfs.windows import window_start
 
 pytestmark = pytest.mark.e2e

@@ -14,11 +14,11 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 
+from connectors.synthetic import GeneratorConfig, generate
 from core.config import load_config
 from tests.eventgen import encode, event
 from tests.oracle import run_oracle
 from tests.support.rows import HOUR, oracle_params
-from udfs.synthetic import GeneratorConfig, generate
 from udfs.windows import window_start
 
 PARTITIONS = 2

@@ -26,7 +26,7 @@ import pytest
 from core.config import Config, load_config
 from feedtrends.query_cli import build_query_parser, query_command, run_query
 from connectors.stack.paths import free_ports
-from udfs.query import ROW_FIELDS
+from feedtrends.query import ROW_FIELDS
 
 REPO = Path(__file__).resolve().parents[2]
 H = 3_600_000

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.synthetic import GeneratorConfig, generate
 from core.config import load_config
 from tests.eventgen import encode, event
 from tests.integration.job_runner import Record, run_job
 from tests.oracle import run_oracle
 from tests.support.rows import oracle_params
-from udfs.synthetic import GeneratorConfig, generate
 
 pytestmark = pytest.mark.integration
 

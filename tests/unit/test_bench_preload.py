@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.preload import start_ms
-from udfs.synthetic import DEFAULT_START_MS
+from connectors.synthetic import DEFAULT_START_MS
 
 DAY_MS = 24 * 3_600_000
 

@@ -1,4 +1,4 @@
-"""Entry normalization and feed list parsing (udfs/entries.py)."""
+"""Entry normalization (udfs/entries.py) and feed list parsing (connectors/feed_list.py)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,16 @@ import feedparser
 import jsonschema
 import pytest
 
+from connectors.feed_list import FeedListError, FeedSpec, detect_feed_list_format, parse_feed_list
 from udfs.canonical import event_id
 from udfs.entries import (
     REJECT_NO_IDENTITY,
     SUMMARY_MAX_CHARS,
-    FeedListError,
-    FeedSpec,
     cap_text,
-    detect_feed_list_format,
     encode_event,
     html_to_text,
     normalize_entry,
     normalize_language,
-    parse_feed_list,
 )
 from udfs.event import FIELDS, MAX_FUTURE_SKEW_MS, MIN_PUBLISHED_AT_MS
 

@@ -31,7 +31,7 @@ from connectors.feeds import (
     record_success,
     save_state,
 )
-from udfs.entries import FeedSpec
+from connectors.feed_list import FeedSpec
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples" / "feeds"

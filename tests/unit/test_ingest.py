@@ -26,7 +26,7 @@ from connectors.ingest import (
     run_ingest,
 )
 from connectors.producer import SendReport
-from udfs.synthetic import GeneratorConfig
+from connectors.synthetic import GeneratorConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"

@@ -1,4 +1,4 @@
-"""The pure half of `feedtrends query` (udfs/query.py): times, selections, formats; and the latest
+"""The pure half of `feedtrends query` (feedtrends/query.py): times, selections, formats; and the latest
 revision per key it answers from (connectors/trend_store.py)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.trend_store import latest_revisions
-from udfs.query import (
+from feedtrends.query import (
     EXIT_BACKEND,
     EXIT_NOTHING,
     EXIT_USAGE,

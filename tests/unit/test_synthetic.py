@@ -1,4 +1,4 @@
-"""Synthetic event generator (udfs/synthetic.py)."""
+"""Synthetic event generator (connectors/synthetic.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from udfs.canonical import canonical_url, event_id
-from udfs.event import FIELDS
-from udfs.synthetic import (
+from connectors.synthetic import (
     MALFORMED_REASONS,
     GeneratorConfig,
     format_counts,
@@ -19,6 +17,8 @@ from udfs.synthetic import (
     iter_synthetic,
     planned_counts,
 )
+from udfs.canonical import canonical_url, event_id
+from udfs.event import FIELDS
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "event-v1.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)  # built once: validate() rebuilds it per call
