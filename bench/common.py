@@ -1,4 +1,4 @@
-"""Small measuring helpers shared by the benchmark steps: CPU and RSS from /proc, machine load, Flink REST."""
+"""Small measuring helpers shared by the benchmark steps: CPU and RSS from /proc, machine load."""
 
 from __future__ import annotations
 
