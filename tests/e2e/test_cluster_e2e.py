@@ -12,29 +12,14 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from connectors.replication import topic_min_insync, topic_replicas
-from tests.support.stack import cluster_config
+from connectors.stack.processes import is_zombie
+from tests.support.stack import cluster_config, run_cli
 
 pytestmark = pytest.mark.e2e
-
-
-def _cli(config, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(config.as_env())
-    return subprocess.run(
-        [sys.executable, "-m", "feedtrends.cli", *args], env=env, capture_output=True, text=True, timeout=420
-    )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False
 
 
 def _use_internal_topics(bootstrap: str) -> None:
@@ -74,19 +59,19 @@ def test_three_broker_stack_replicates_every_topic_it_creates(tmp_path) -> None:
     config = cluster_config(tmp_path / "state", taskmanagers=1)
     pids: dict[str, int] = {}
     try:
-        up = _cli(config, "up")
+        up = run_cli(config, "up", timeout_s=420)
         assert up.returncode == 0, up.stderr
         assert "kafka: started; kafka-2: started; kafka-3: started; jobmanager: started" in up.stdout
-        status = json.loads(_cli(config, "status", "--json").stdout)
+        status = json.loads(run_cli(config, "status", "--json", timeout_s=420).stdout)
         assert status["kafka_ready"] and status["kafka_running"]
         assert [(b["node_id"], b["registered"]) for b in status["brokers"]] == [(1, True), (2, True), (3, True)]
         assert status["kafka_bootstrap"] == ",".join(f"127.0.0.1:{config.kafka_port + 2 * i}" for i in range(3))
         pids = status["pids"]
         assert {"kafka", "kafka-2", "kafka-3", "jobmanager", "taskmanager"} <= set(pids)
-        printed = _cli(config, "status").stdout
+        printed = run_cli(config, "status", timeout_s=420).stdout
         assert all(f"broker {n}" in printed for n in (1, 2, 3)), printed
 
-        topics = _cli(config, "topics")
+        topics = run_cli(config, "topics", timeout_s=420)
         assert topics.returncode == 0, topics.stderr
         assert topics.stderr == ""  # created as configured: nothing to warn about
         product = [config.events_topic, config.trends_topic, config.dlq_topic, config.late_topic]
@@ -122,9 +107,9 @@ def test_three_broker_stack_replicates_every_topic_it_creates(tmp_path) -> None:
         )
         assert "warning: topic legacy-single-copy has 1 replica(s)" in shown.stdout
     finally:
-        down = _cli(config, "down")
+        down = run_cli(config, "down", timeout_s=420)
     assert down.returncode == 0, down.stderr
     for role in ("kafka", "kafka-2", "kafka-3"):
         assert f"{role}: stopped" in down.stdout
     for role, pid in pids.items():
-        assert not _alive(pid), f"{role} (pid {pid}) still running after down"
+        assert is_zombie(pid), f"{role} (pid {pid}) still running after down"

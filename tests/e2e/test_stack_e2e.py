@@ -6,28 +6,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from connectors.stack.paths import StackPaths
-from tests.support.stack import stack_config
+from connectors.stack.processes import is_zombie
+from tests.support.stack import run_cli, stack_config
 
 pytestmark = pytest.mark.e2e
-
-
-def _cli(config, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(config.as_env())
-    return subprocess.run(
-        [sys.executable, "-m", "feedtrends.cli", *args], env=env, capture_output=True, text=True, timeout=240
-    )
-
-
-def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
 
 
 def test_up_is_idempotent_restarts_a_dead_taskmanager_and_down_leaves_nothing(tmp_path) -> None:
@@ -35,12 +22,12 @@ def test_up_is_idempotent_restarts_a_dead_taskmanager_and_down_leaves_nothing(tm
     config = stack_config(tmp_path / "state", taskmanagers=2)
     paths = StackPaths(config.state_dir)
     try:
-        first = _cli(config, "up")
+        first = run_cli(config, "up")
         assert first.returncode == 0, first.stderr
         assert "kafka: started; jobmanager: started; taskmanager: started; taskmanager-2: started" in first.stdout
         assert f"http://127.0.0.1:{config.flink_rest_port}" in first.stdout
 
-        status = json.loads(_cli(config, "status", "--json").stdout)
+        status = json.loads(run_cli(config, "status", "--json").stdout)
         assert status["kafka_bootstrap"] == f"127.0.0.1:{config.kafka_port}"
         assert status["kafka_ready"] and status["flink_running"]
         assert status["flink_rest_url"] == f"http://127.0.0.1:{config.flink_rest_port}"
@@ -49,31 +36,31 @@ def test_up_is_idempotent_restarts_a_dead_taskmanager_and_down_leaves_nothing(tm
         assert set(pids) == {"kafka", "jobmanager", "taskmanager", "taskmanager-2"}
         assert status["taskmanagers"] == 2
 
-        again = _cli(config, "up")
+        again = run_cli(config, "up")
         assert again.returncode == 0, again.stderr
         assert "kafka: already running; jobmanager: already running; taskmanager: already running" in again.stdout
 
         # A TaskManager that died is started again by the next `up`.
         os.killpg(pids["taskmanager"], signal.SIGKILL)
         deadline = time.monotonic() + 20
-        while _alive(pids["taskmanager"]) and time.monotonic() < deadline:
+        while not is_zombie(pids["taskmanager"]) and time.monotonic() < deadline:
             time.sleep(0.2)
-        revived = _cli(config, "up")
+        revived = run_cli(config, "up")
         assert revived.returncode == 0, revived.stderr
         assert "taskmanager: started" in revived.stdout and "jobmanager: already running" in revived.stdout
-        new_tm = json.loads(_cli(config, "status", "--json").stdout)["pids"]["taskmanager"]
+        new_tm = json.loads(run_cli(config, "status", "--json").stdout)["pids"]["taskmanager"]
         assert new_tm != pids["taskmanager"]
         pids["taskmanager"] = new_tm
     finally:
-        down = _cli(config, "down")
+        down = run_cli(config, "down")
     assert down.returncode == 0, down.stderr
     for role, pid in pids.items():
-        assert not _alive(pid), f"{role} (pid {pid}) still running after down"
+        assert is_zombie(pid), f"{role} (pid {pid}) still running after down"
     # Nothing at all of this stack: no process mentions its state dir any more.
     leftovers = subprocess.run(["pgrep", "-f", str(paths.root)], capture_output=True, text=True).stdout.split()
     assert leftovers == []
     # down is idempotent.
-    assert "not running" in _cli(config, "down").stdout
+    assert "not running" in run_cli(config, "down").stdout
     # Kafka's data survives down: formatted once, kept for the next up.
     assert (paths.kafka / "data" / "meta.properties").exists()
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 from connectors.stack.paths import free_port_block, free_ports
@@ -75,4 +78,15 @@ def job_config(stack: Config, topics: dict[str, str], parquet_dir, name: str, **
         transactional_id_prefix=f"{name}-{tag}",
         job_name=f"feedtrends-{name}-{tag}",
         **overrides,
+    )
+
+
+def run_cli(config: Config, *args: str, timeout_s: float = 240.0) -> subprocess.CompletedProcess:
+    """`feedtrends ARGS` as a user runs it, with this config in its environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "feedtrends.cli", *args],
+        env={**os.environ, **config.as_env()},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
     )
