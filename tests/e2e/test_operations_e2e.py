@@ -23,7 +23,7 @@ from feedtrends import operations
 from tests.eventgen import encode, event
 from tests.oracle import run_oracle
 from tests.support.kafka import in_production_order, produce
-from tests.support.rows import HOUR, final_contents, oracle_params, parquet_rows
+from tests.support.rows import HOUR, final_contents, oracle_params, table_rows
 from tests.support.stack import job_config
 from udfs.windows import window_start
 
@@ -34,7 +34,7 @@ def _wait_for_rows(config, expected: dict, deadline_s: float = 300) -> tuple[lis
     deadline = time.monotonic() + deadline_s
     while True:
         kafka_rows = [json.loads(m.value) for m in read_topic(config.kafka_bootstrap, config.trends_topic, "read_committed")]
-        parquet_rows = parquet_rows(read_parquet(config.parquet_dir))
+        parquet_rows = table_rows(read_parquet(config.parquet_dir))
         if (final_contents(kafka_rows) == expected and final_contents(parquet_rows) == expected) or time.monotonic() > deadline:
             return kafka_rows, parquet_rows
         time.sleep(3)

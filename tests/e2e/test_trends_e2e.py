@@ -25,7 +25,7 @@ from connectors.synthetic import GeneratorConfig, generate
 from tests.eventgen import encode, event
 from tests.oracle import run_oracle
 from tests.support.kafka import in_production_order, produce
-from tests.support.rows import HOUR, final_contents, oracle_params, parquet_rows
+from tests.support.rows import HOUR, final_contents, oracle_params, table_rows
 from tests.support.stack import job_config
 from udfs.windows import window_start
 
@@ -102,7 +102,7 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
             uncommitted = read_topic(config.kafka_bootstrap, config.trends_topic, "read_uncommitted")
             observed_uncommitted_ahead = max(observed_uncommitted_ahead, len(uncommitted) - len(committed))
             kafka_rows = [json.loads(m.value) for m in committed]
-            parquet_rows = parquet_rows(read_parquet(config.parquet_dir))
+            parquet_rows = table_rows(read_parquet(config.parquet_dir))
             if final_contents(kafka_rows) == expected_rows and final_contents(parquet_rows) == expected_rows:
                 break
             assert flink_cluster.job_details(config, job_id)["state"] in ("RUNNING", "RESTARTING", "INITIALIZING")

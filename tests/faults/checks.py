@@ -22,7 +22,7 @@ from connectors.topics import read_topic
 from connectors.trend_store import read_parquet
 from core.config import Config
 from tests.faults.reference import Reference
-from tests.support.rows import describe_diff, final_contents, parquet_rows
+from tests.support.rows import describe_diff, final_contents, table_rows
 
 
 def committed_rows(config: Config) -> list[dict]:
@@ -42,7 +42,7 @@ def wait_for_reference(
     diff = "not read yet"
     while time.monotonic() < deadline:
         kafka = final_contents(committed_rows(config))
-        parquet = final_contents(parquet_rows(read_parquet(config.parquet_dir)))
+        parquet = final_contents(table_rows(read_parquet(config.parquet_dir)))
         if kafka == reference.rows and parquet == reference.rows:
             return time.monotonic() - start, "equal"
         diff = f"kafka {describe_diff(kafka, reference.rows)}; parquet {describe_diff(parquet, reference.rows)}"
@@ -154,7 +154,7 @@ def check_against_reference(config: Config, reference: Reference, *, prefixes: l
     out = Outcome()
     committed = read_topic(config.kafka_bootstrap, config.trends_topic, "read_committed")
     kafka_rows = [json.loads(m.value) for m in committed]
-    parquet_rows = parquet_rows(read_parquet(config.parquet_dir))
+    parquet_rows = table_rows(read_parquet(config.parquet_dir))
     out.kafka_rows, out.parquet_rows = len(kafka_rows), len(parquet_rows)
 
     # Final rows (latest revision per window_start|term) equal the oracle, in both sinks.

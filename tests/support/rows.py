@@ -30,7 +30,7 @@ def latest_trend_rows(rows: Iterable[TrendRow]) -> dict[str, TrendRow]:
     return {held["row"].key(): held["row"] for held in latest}
 
 
-def parquet_rows(table: pa.Table) -> list[dict]:
+def table_rows(table: pa.Table) -> list[dict]:
     """The table's rows without the `window_date` partition column (not part of a row)."""
     rows = table.to_pylist()
     for r in rows:
