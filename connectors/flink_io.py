@@ -229,7 +229,7 @@ class TrendSinks:
         columns = ",\n  ".join(f"`{name}` {sql}" for name, sql, _ in PARQUET_COLUMNS)
         parquet_options = {
             "connector": "filesystem",
-            "path": c.parquet_dir.as_uri(),
+            "path": c.parquet_path.as_uri(),
             "format": "parquet",
             # Bulk formats roll on every checkpoint; files become visible on commit.
             "sink.rolling-policy.file-size": "128MB",

@@ -43,7 +43,7 @@ from connectors.feeds import (
 )
 from connectors.producer import DryRunSink, EventSink, KafkaSink, make_producer
 from connectors.retry import kafka_call
-from core.config import Config, load_config
+from core.config import Config, ConfigError, load_config, parse_duration_ms
 from udfs.entries import FeedListError, FeedSpec, encode_event, parse_feed_list
 from udfs.synthetic import (
     DEFAULT_LATE_HORIZON_MS,
@@ -83,22 +83,6 @@ def open_kafka_sink(config: Config, *, client_id: str) -> KafkaSink:
 
 
 # --------------------------------------------------------------------------- helpers
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """'90s' / '5m' / '1h' / '250ms' -> seconds.
-
-    The unit is required: feedtrends config reads bare numbers as
-    milliseconds, a CLI flag would naturally be read as seconds, and a
-    missing unit is the cheapest place to stop that confusion.
-    """
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (give a unit, e.g. 30s, 5m, 1h)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def parse_start_ms(text: str) -> int:
@@ -392,13 +376,14 @@ def run_generate(
 
 
 def _duration_arg(text: str) -> float:
+    """A flag's duration in seconds; the unit is required (see `parse_duration_ms`)."""
     try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
+        ms = parse_duration_ms(text, unit_required=True)
+    except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
+    if ms <= 0:
         raise argparse.ArgumentTypeError("duration must be positive")
-    return seconds
+    return ms / 1000
 
 
 def _fraction_arg(text: str) -> float:
