@@ -34,14 +34,13 @@ from pyflink.datastream import (
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 from pyflink.table import StreamTableEnvironment
 
-from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks
+from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks, to_sink_row
 from core.config import Config, load_config
 from udfs.dead_letter import dlq_record, late_record
 from udfs.buckets import MAX_PARALLELISM, group_by_bucket
 from udfs.dedup import dedup_step
 from udfs.terms import article_terms
 from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
-from udfs.trend_row import TrendRow, utc_date
 from udfs.validate import Rejection, parse_event
 from udfs.windows import (
     TermWindow,
@@ -318,30 +317,10 @@ class Rank(KeyedProcessFunction):
                 self.previous.put_all({row.term: row for row in rows})
                 self.rows_out.inc(len(rows))
             for row in rows:
-                yield to_output_row(row)
+                yield to_sink_row(row)
         if timestamp >= cleanup_time(ws, self.size_ms, self.lateness_ms):
             self.previous.clear()
             self.pending.clear()
-
-
-def to_output_row(row: TrendRow) -> Row:
-    """A trend row as the sinks take it: Parquet columns plus the Kafka key and JSON value."""
-    return Row(
-        row.window_start,
-        row.window_end,
-        row.term,
-        row.articles,
-        row.feeds,
-        row.baseline,
-        row.score,
-        row.rank,
-        row.revision,
-        row.emitted_at,
-        list(row.examples),
-        utc_date(row.window_start),
-        row.key(),
-        row.to_json().decode(),
-    )
 
 
 class JobOutputs(NamedTuple):

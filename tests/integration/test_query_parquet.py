@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from connectors.trend_store import FILE_SCHEMA
 from core.config import Config, load_config
 from feedtrends.query_cli import build_query_parser, query_command, run_query
 from tests.conftest import free_ports
@@ -33,21 +34,7 @@ H = 3_600_000
 W0 = 1_795_212_000_000  # 2026-11-20T22:00:00Z: windows cross midnight, so two partitions
 NOW = W0 + 48 * H
 
-SCHEMA = pa.schema(
-    [
-        pa.field("window_start", pa.int64(), nullable=False),
-        pa.field("window_end", pa.int64(), nullable=False),
-        pa.field("term", pa.string(), nullable=False),
-        pa.field("articles", pa.int32(), nullable=False),
-        pa.field("feeds", pa.int32(), nullable=False),
-        pa.field("baseline", pa.float64(), nullable=False),
-        pa.field("score", pa.float64(), nullable=False),
-        pa.field("rank", pa.int32(), nullable=True),
-        pa.field("revision", pa.int32(), nullable=False),
-        pa.field("emitted_at", pa.int64(), nullable=False),
-        pa.field("examples", pa.list_(pa.string()), nullable=False),
-    ]
-)
+SCHEMA = FILE_SCHEMA  # what the job's Parquet writer writes, from the one spec of the row
 
 
 @pytest.fixture(scope="module", autouse=True)
