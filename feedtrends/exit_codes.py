@@ -30,7 +30,7 @@ MEANINGS: dict[int, str] = {
     OK: "ok",
     REFUSED: "refused, failed or nothing to do",
     BAD_INPUT: "bad input: arguments, configuration, files",
-    UNREACHABLE: "a backend (Kafka, Flink) still unreachable when the retry deadline passed",
+    UNREACHABLE: "a backend (Kafka, Flink) still unreachable when `retry_deadline_ms` passed",
     INTERRUPTED: "interrupted by Ctrl-C",
     TERMINATED: "terminated by SIGTERM",
 }
