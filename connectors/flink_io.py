@@ -26,6 +26,7 @@ from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironmen
 from pyflink.table.expressions import col
 
 from core.config import Config
+from udfs.event import MIN_PUBLISHED_AT_MS
 
 # (value, topic, partition, offset): one Kafka record as the job sees it.  The
 # record's event time travels as the stream record's timestamp.
@@ -120,7 +121,7 @@ class KafkaRecordSource:
               -- (from a broken producer) is replaced by the epoch so it can never
               -- push the watermark ahead; the record itself goes to the DLQ.
               `event_time` AS CASE
-                 WHEN `record_ts` < TO_TIMESTAMP_LTZ(946684800000, 3)
+                 WHEN `record_ts` < TO_TIMESTAMP_LTZ({MIN_PUBLISHED_AT_MS}, 3)
                    OR `record_ts` > CURRENT_TIMESTAMP + INTERVAL '1' DAY
                  THEN TO_TIMESTAMP_LTZ(0, 3) ELSE `record_ts` END,
               WATERMARK FOR `event_time` AS `event_time` - {sql_interval(c.out_of_orderness_ms + 1)}
@@ -229,7 +230,7 @@ class TrendSinks:
         columns = ",\n  ".join(f"`{name}` {sql}" for name, sql, _ in PARQUET_COLUMNS)
         parquet_options = {
             "connector": "filesystem",
-            "path": c.parquet_dir.as_uri(),
+            "path": c.parquet_path.as_uri(),
             "format": "parquet",
             # Bulk formats roll on every checkpoint; files become visible on commit.
             "sink.rolling-policy.file-size": "128MB",

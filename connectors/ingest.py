@@ -17,7 +17,6 @@ Kafka failure makes the next poll fetch and send those entries again
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -74,22 +73,6 @@ def open_kafka_sink(config: Config, *, client_id: str) -> KafkaSink:
 
 
 # --------------------------------------------------------------------------- helpers
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """'90s' / '5m' / '1h' / '250ms' -> seconds.
-
-    The unit is required: feedtrends config reads bare numbers as
-    milliseconds, a CLI flag would naturally be read as seconds, and a
-    missing unit is the cheapest place to stop that confusion.
-    """
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (give a unit, e.g. 30s, 5m, 1h)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def parse_start_ms(text: str) -> int:
@@ -377,16 +360,3 @@ def run_generate(
         print(f"delivered={delivered} failed={failed} topic={target.events_topic if target else '-'}", file=report_stream)
     report_stream.flush()
     return summary
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _duration_arg(text: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("duration must be positive")
-    return seconds

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.config import Config, load_config
+from core.config import Config, ConfigError, load_config, parse_duration_ms
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -19,6 +19,17 @@ def config_from(args: argparse.Namespace, **flags: str | int | None) -> Config:
     """The configuration with `--state-dir` and this command's `flags` on top; a flag
     left unset (None) keeps the environment's or the default value."""
     return load_config({"state_dir": getattr(args, "state_dir", None), **flags})
+
+
+def duration_seconds(text: str) -> float:
+    """A flag's duration in seconds; the unit is required (see `parse_duration_ms`)."""
+    try:
+        ms = parse_duration_ms(text, unit_required=True)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if ms <= 0:
+        raise argparse.ArgumentTypeError("duration must be positive")
+    return ms / 1000
 
 
 def positive_int(text: str) -> int:

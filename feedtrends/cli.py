@@ -115,10 +115,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         operations.submit(config)
     deadline = time.monotonic() + args.wait
-    while time.monotonic() < deadline and read_latest(current.parquet_dir).num_rows == 0:
+    while time.monotonic() < deadline and read_latest(current.parquet_path).num_rows == 0:
         time.sleep(2)
     print()
-    ok = print_windows(current.parquet_dir, top=args.top)
+    ok = print_windows(current.parquet_path, top=args.top)
     print()
     print("The stack keeps running (Flink web UI: %s). Stop it with: make down" % config.flink_rest_url)
     return 0 if ok else 1

@@ -13,9 +13,9 @@ import sys
 
 from connectors.feed_server import FeedServer
 from connectors.feeds import FetchLimits
-from connectors.ingest import STATE_FILE_NAME, _duration_arg, parse_start_ms, run_generate, run_ingest
+from connectors.ingest import STATE_FILE_NAME, parse_start_ms, run_generate, run_ingest
 from core.config import Config
-from feedtrends.arguments import config_from, fraction, positive_int
+from feedtrends.arguments import config_from, duration_seconds, fraction, positive_int
 from udfs.synthetic import DEFAULT_LATE_HORIZON_MS, DEFAULT_OUT_OF_ORDER_BOUND_MS, DEFAULT_START_MS, GeneratorConfig
 
 # --------------------------------------------------------------------------- ingest / generate
@@ -44,7 +44,7 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("feeds", metavar="FEEDS", help="feed list: OPML, YAML (- url: ...) or one URL per line")
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--once", action="store_true", help="poll every feed once and exit (default)")
-    when.add_argument("--every", type=_duration_arg, metavar="DURATION", help="poll repeatedly, e.g. 30s, 5m, 1h")
+    when.add_argument("--every", type=duration_seconds, metavar="DURATION", help="poll repeatedly, e.g. 30s, 5m, 1h")
     parser.add_argument("--allow-files", action="store_true", help="allow file:// URLs and paths in the feed list")
     _add_kafka_arguments(parser)
     parser.add_argument(
@@ -56,7 +56,7 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
             "or none at all with --dry-run so dry runs never hide entries from real runs"
         ),
     )
-    parser.add_argument("--timeout", type=_duration_arg, default=15.0, help="total time per feed request (default: 15s)")
+    parser.add_argument("--timeout", type=duration_seconds, default=15.0, help="total time per feed request (default: 15s)")
     parser.add_argument("--max-bytes", type=positive_int, default=5 * 1024 * 1024, help="max feed size (default: 5 MiB)")
     parser.add_argument("--concurrency", type=positive_int, default=8, help="feeds fetched in parallel (default: 8)")
 
@@ -96,9 +96,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--late", type=fraction, default=0.0, help="fraction behind the max by > horizon")
     parser.add_argument("--malformed", type=fraction, default=0.0, help="fraction of invalid records")
     parser.add_argument(
-        "--out-of-order-bound", type=_duration_arg, default=DEFAULT_OUT_OF_ORDER_BOUND_MS / 1000, help="default: 2m"
+        "--out-of-order-bound", type=duration_seconds, default=DEFAULT_OUT_OF_ORDER_BOUND_MS / 1000, help="default: 2m"
     )
-    parser.add_argument("--late-horizon", type=_duration_arg, default=DEFAULT_LATE_HORIZON_MS / 1000, help="default: 3h")
+    parser.add_argument("--late-horizon", type=duration_seconds, default=DEFAULT_LATE_HORIZON_MS / 1000, help="default: 3h")
     parser.add_argument("--feeds", type=int, default=40, help="number of simulated feeds (default: 40)")
     _add_kafka_arguments(parser)
 

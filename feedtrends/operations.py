@@ -295,10 +295,10 @@ def remove_version(config: Config, name: str, *, echo=print) -> None:
     if flink_cluster.running_job(vconf):
         raise OperationError(f"the job of {name} ({vconf.job_name}) is running; stop it first")
     delete_topics(vconf, [vconf.trends_topic, vconf.dlq_topic, vconf.late_topic])
-    shutil.rmtree(vconf.parquet_dir, ignore_errors=True)
+    shutil.rmtree(vconf.parquet_path, ignore_errors=True)
     del versions[name]
     save_versions(config, current, versions)
-    echo(f"removed version {name}: topics {vconf.trends_topic}, {vconf.dlq_topic}, {vconf.late_topic} and {vconf.parquet_dir}")
+    echo(f"removed version {name}: topics {vconf.trends_topic}, {vconf.dlq_topic}, {vconf.late_topic} and {vconf.parquet_path}")
 
 
 def add_operations_arguments(sub: argparse._SubParsersAction, config_of) -> None:

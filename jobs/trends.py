@@ -119,7 +119,7 @@ class Dedup(KeyedProcessFunction):
     def __init__(self, config: Config):
         self.ttl_ms = config.dedup_ttl_ms
         self.size_ms = config.window_ms
-        self.lateness_ms = config.lateness_ms
+        self.lateness_ms = config.allowed_lateness_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
         # TTL keeps memory bounded; Flink's TTL runs on processing time.
@@ -197,7 +197,7 @@ class TermWindows(KeyedProcessFunction):
 
     def __init__(self, config: Config):
         self.size_ms = config.window_ms
-        self.lateness_ms = config.lateness_ms
+        self.lateness_ms = config.allowed_lateness_ms
         self.n = config.baseline_windows
         self.k = config.examples
 
@@ -282,7 +282,7 @@ class Rank(KeyedProcessFunction):
 
     def __init__(self, config: Config):
         self.size_ms = config.window_ms
-        self.lateness_ms = config.lateness_ms
+        self.lateness_ms = config.allowed_lateness_ms
         self.min_support = config.min_support
 
     def open(self, runtime_context: RuntimeContext) -> None:

@@ -34,7 +34,7 @@ def _wait_for_rows(config, expected: dict, deadline_s: float = 300) -> tuple[lis
     deadline = time.monotonic() + deadline_s
     while True:
         kafka_rows = [json.loads(m.value) for m in _consume(config.kafka_bootstrap, config.trends_topic, "read_committed")]
-        parquet_rows = _parquet_rows(read_parquet(config.parquet_dir))
+        parquet_rows = _parquet_rows(read_parquet(config.parquet_path))
         if (_latest(kafka_rows) == expected and _latest(parquet_rows) == expected) or time.monotonic() > deadline:
             return kafka_rows, parquet_rows
         time.sleep(3)
@@ -109,7 +109,7 @@ def test_stop_with_savepoint_resume_and_bounded_replay(stack, unique_topics, tmp
         name = operations.replay(config, bounded=True, timeout_s=300, echo=lambda line: None)
         assert name == "v2" and current_version(config).name == "v2"
         v2 = config_for(config, current_version(config))
-        assert v2.trends_topic != config.trends_topic and v2.parquet_dir != config.parquet_dir
+        assert v2.trends_topic != config.trends_topic and v2.parquet_path != config.parquet_path
         v2_kafka, v2_parquet = _wait_for_rows(v2, expected_rows, deadline_s=60)
         assert _latest(v2_kafka) == _latest(kafka_rows) == expected_rows
         assert _latest(v2_parquet) == expected_rows

@@ -174,7 +174,7 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
             uncommitted = _consume(config.kafka_bootstrap, config.trends_topic, "read_uncommitted")
             observed_uncommitted_ahead = max(observed_uncommitted_ahead, len(uncommitted) - len(committed))
             kafka_rows = [json.loads(m.value) for m in committed]
-            parquet_rows = _parquet_rows(read_parquet(config.parquet_dir))
+            parquet_rows = _parquet_rows(read_parquet(config.parquet_path))
             if _latest(kafka_rows) == expected_rows and _latest(parquet_rows) == expected_rows:
                 break
             assert flink_cluster.job_details(config, job_id)["state"] in ("RUNNING", "RESTARTING", "INITIALIZING")
@@ -217,7 +217,7 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
         assert counter in _prometheus_text_with(counter)
 
         # Every committed Parquet file reads whole on its own.
-        files = [f for f in config.parquet_dir.rglob("part-*") if not f.name.startswith(".")]
+        files = [f for f in config.parquet_path.rglob("part-*") if not f.name.startswith(".")]
         assert files and sum(pq.read_table(f).num_rows for f in files) == len(parquet_rows)
     finally:
         if flink_cluster.running_job(config, config.job_name):

@@ -15,9 +15,10 @@ import jsonschema
 import pytest
 
 from connectors.feed_server import FeedServer
-from connectors.ingest import parse_duration, parse_start_ms, run_generate, run_ingest
+from connectors.ingest import parse_start_ms, run_generate, run_ingest
 from connectors.producer import SendReport
 from feedtrends import cli
+from feedtrends.arguments import duration_seconds
 from feedtrends.ingest_cli import add_generate_arguments, add_ingest_arguments, generate_command, ingest_command
 from udfs.synthetic import GeneratorConfig
 
@@ -243,8 +244,16 @@ def test_generate_cli(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("250ms", 0.25), ("1.5h", 5400)])
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
+def test_duration_flags_are_seconds(text: str, seconds: float) -> None:
+    assert duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["30", "0s", "-5m", "5 minutes", ""])
+def test_duration_flags_need_a_unit_and_a_positive_value(text: str) -> None:
+    # A bare number is milliseconds in the config but would be read as seconds on a
+    # command line: refused rather than guessed.
+    with pytest.raises(argparse.ArgumentTypeError):
+        duration_seconds(text)
 
 
 def test_parse_start() -> None:
