@@ -49,6 +49,7 @@ from typing import Any
 
 import feedparser
 
+from core.errors import BadInput
 from udfs.entries import FeedSpec, normalize_entry
 
 log = logging.getLogger("feedtrends.feeds")
@@ -72,7 +73,7 @@ class FetchLimits:
 # --------------------------------------------------------------------------- state
 
 
-class StateFileError(RuntimeError):
+class StateFileError(BadInput):
     """The state file exists but cannot be used; the message says what to do."""
 
 

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from core.config import REPO_ROOT, Config
+from core.errors import Refused
 from connectors.retry import FlinkUnreachable, flink_call
 from connectors.stack import StackError, StackPaths, flink_env, pyflink_home
 
@@ -21,7 +22,7 @@ PYTHON_PACKAGES = ("core", "udfs", "connectors", "jobs")
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 
 
-class ClusterError(RuntimeError):
+class ClusterError(Refused):
     """The Flink cluster refused or failed a request (message says why)."""
 
 

@@ -35,11 +35,12 @@ from typing import Callable
 import yaml
 
 from core.config import REPO_ROOT, Config
+from core.errors import Refused
 
 FLINK_CONF_TEMPLATE = REPO_ROOT / "flink-conf" / "config.yaml"
 
 
-class StackError(RuntimeError):
+class StackError(Refused):
     """The stack could not be started, stopped or reached (message says why)."""
 
 

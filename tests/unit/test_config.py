@@ -29,7 +29,8 @@ def test_parquet_follows_the_state_dir_unless_set(tmp_path: Path) -> None:
 
 
 def test_the_environment_of_a_child_rebuilds_the_same_config(tmp_path: Path) -> None:
-    for config in (Config(state_dir=tmp_path), Config(state_dir=tmp_path, lateness_ms=5, parquet_dir=tmp_path / "p")):
+    base = Config(state_dir=tmp_path, jars_dir=tmp_path / "jars")
+    for config in (base, dataclasses.replace(base, lateness_ms=5, parquet_dir=tmp_path / "p")):
         env = config.as_env()
         assert load_config(env=env) == config
         # Unset values are left out, so the child derives them from its own settings.
