@@ -19,7 +19,6 @@ property tests).  Sources and sinks come from `connectors/`, so tests can hand
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Iterator, NamedTuple
 
@@ -43,6 +42,7 @@ from udfs.terms import article_terms
 from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
 from udfs.validate import Rejection, parse_event
 from udfs.windows import (
+    MAX_WATERMARK,
     TermWindow,
     add_article,
     bounded_watermark,
@@ -54,8 +54,6 @@ from udfs.windows import (
     window_end,
     window_start,
 )
-
-MAX_WATERMARK = 2**63 - 1
 
 DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
 LATE_TAG = OutputTag("late-events", SIDE_TYPE)
@@ -396,7 +394,7 @@ def build(
     return JobOutputs(trends, parsed.get_side_output(DLQ_TAG), articles.get_side_output(LATE_TAG))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     config = load_config()
     env = StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
@@ -410,4 +408,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
