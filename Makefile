@@ -11,10 +11,10 @@ VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/jars/.resolved
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help install jars up down status demo test test-unit test-integration test-e2e test-faults bench bench-soak clean
+.PHONY: help install jars schemas up down status demo test test-unit test-integration test-e2e test-faults bench bench-soak clean
 
 help:
-	@echo "make demo | test | up | down | status | test-unit | test-integration | test-e2e | clean"
+	@echo "make demo | test | up | down | status | test-unit | test-integration | test-e2e | schemas | clean"
 
 # The virtual environment, with the project installed in editable mode (the
 # Flink workers import jobs/, udfs/, connectors/ from it).
@@ -31,6 +31,30 @@ $(JARS_STAMP): pom.xml
 
 install: $(VENV_STAMP) $(JARS_STAMP)
 jars: $(JARS_STAMP)
+
+# The schemas that k8s/feedtrends.yaml and docker-compose.yml are validated against
+# (tests/unit/test_k8s_manifest.py, test_docker_compose.py).  They are kept in the
+# repository, so the tests need no network; this target only refreshes them.  The
+# version is in each file name; see schemas/deploy/README.md.
+#   FlinkDeployment CRD: generated into the operator's api jar (Maven Central).
+#   Compose Specification: the schema compose-go validates with (Go module proxy).
+FLINK_OPERATOR_VERSION ?= 1.10.0
+COMPOSE_GO_VERSION ?= v2.16.2
+SCHEMAS_DIR := schemas/deploy
+CRD_FILE := flinkdeployments.flink.apache.org-v1.yml
+schemas:
+	mvn --batch-mode --quiet dependency:copy \
+		-Dartifact=org.apache.flink:flink-kubernetes-operator-api:$(FLINK_OPERATOR_VERSION) \
+		-DoutputDirectory=.cache/schemas
+	cd .cache/schemas && jar xf flink-kubernetes-operator-api-$(FLINK_OPERATOR_VERSION).jar META-INF/fabric8/$(CRD_FILE)
+	rm -f $(SCHEMAS_DIR)/flinkdeployments.flink.apache.org-v1.operator-*.yml
+	cp .cache/schemas/META-INF/fabric8/$(CRD_FILE) \
+		$(SCHEMAS_DIR)/$(CRD_FILE:.yml=.operator-$(FLINK_OPERATOR_VERSION).yml)
+	go mod download github.com/compose-spec/compose-go/v2@$(COMPOSE_GO_VERSION)
+	rm -f $(SCHEMAS_DIR)/compose-spec.compose-go-*.json
+	cp "$$(go env GOMODCACHE)/github.com/compose-spec/compose-go/v2@$(COMPOSE_GO_VERSION)/schema/compose-spec.json" \
+		$(SCHEMAS_DIR)/compose-spec.compose-go-$(COMPOSE_GO_VERSION).json
+	chmod 644 $(SCHEMAS_DIR)/*
 
 up: install
 	$(BIN)/feedtrends up

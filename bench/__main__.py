@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["profile_top_leaf"] = summarize_profile(profile_path)
                 r["profile_inclusive"] = inclusive_profile(profile_path, (
                     "parse_event", "article_terms", "process_element (jobs/trends.py", "add_article",
-                    "dedup_step", "on_timer", "pickle", "to_output_row", "revise",
+                    "dedup_step", "on_timer", "pickle", "to_sink_row", "revise",
                 ))
                 return r
             attempt("feedtrends", feedtrends)

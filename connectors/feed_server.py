@@ -12,7 +12,6 @@ Extra routes (path -> handler function) let tests add misbehaving endpoints
 
 from __future__ import annotations
 
-import argparse
 import email.utils
 import hashlib
 import mimetypes
@@ -171,25 +170,3 @@ class FeedServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def add_serve_feeds_arguments(parser: argparse.ArgumentParser) -> None:
-    """`feedtrends serve-feeds [DIR] [--host H] [--port P]`."""
-    parser.add_argument("directory", nargs="?", default="samples/feeds", help="directory of feed files (default: samples/feeds)")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")
-    parser.add_argument("--port", type=int, default=8008, help="port, 0 for any free port (default: 8008)")
-
-
-def serve_feeds_command(args: argparse.Namespace) -> int:
-    import sys
-
-    server = FeedServer(args.directory, host=args.host, port=args.port)
-    names = sorted(n for n in os.listdir(server.directory) if os.path.isfile(os.path.join(server.directory, n)))
-    print(f"serving {server.directory} at {server.base_url}/ (Ctrl-C to stop)", file=sys.stderr)
-    for name in names:
-        print(server.url_for(name))
-    sys.stdout.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0

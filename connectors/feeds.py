@@ -50,6 +50,7 @@ from typing import Any
 import feedparser
 
 from connectors.feed_list import FeedSpec
+from core.errors import BadInput
 from udfs.entries import normalize_entry
 
 log = logging.getLogger("feedtrends.feeds")
@@ -73,7 +74,7 @@ class FetchLimits:
 # --------------------------------------------------------------------------- state
 
 
-class StateFileError(RuntimeError):
+class StateFileError(BadInput):
     """The state file exists but cannot be used; the message says what to do."""
 
 

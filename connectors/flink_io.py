@@ -26,6 +26,8 @@ from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironmen
 from pyflink.table.expressions import col
 
 from core.config import Config
+from udfs.event import MIN_PUBLISHED_AT_MS
+from udfs.trend_row import COLUMNS, TrendRow
 
 # (value, topic, partition, offset): one Kafka record as the job sees it.  The
 # record's event time travels as the stream record's timestamp.
@@ -34,30 +36,33 @@ RECORD_TYPE = Types.ROW_NAMED(
     [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
 )
 
-# One output row, as written to Kafka (JSON value) and Parquet (columns).
-TREND_COLUMNS = [
-    ("window_start", "BIGINT", Types.LONG()),
-    ("window_end", "BIGINT", Types.LONG()),
-    ("term", "STRING", Types.STRING()),
-    ("articles", "INT", Types.INT()),
-    ("feeds", "INT", Types.INT()),
-    ("baseline", "DOUBLE", Types.DOUBLE()),
-    ("score", "DOUBLE", Types.DOUBLE()),
-    ("rank", "INT", Types.INT()),
-    ("revision", "INT", Types.INT()),
-    ("emitted_at", "BIGINT", Types.LONG()),
-    ("examples", "ARRAY<STRING>", Types.BASIC_ARRAY(Types.STRING())),
-    ("window_date", "STRING", Types.STRING()),
+# Flink's SQL type and row type of each column kind of udfs/trend_row.COLUMNS.
+_FLINK_KINDS = {
+    "int64": ("BIGINT", Types.LONG()),
+    "int32": ("INT", Types.INT()),
+    "double": ("DOUBLE", Types.DOUBLE()),
+    "string": ("STRING", Types.STRING()),
+    "list<string>": ("ARRAY<STRING>", Types.BASIC_ARRAY(Types.STRING())),
+}
+
+# One output row as the sinks take it: the row's columns (Parquet) plus the Kafka key
+# and JSON value, all derived from the one spec of the row.
+TREND_COLUMNS = [(c.name, *_FLINK_KINDS[c.kind]) for c in COLUMNS] + [
     ("kafka_key", "STRING", Types.STRING()),
     ("kafka_value", "STRING", Types.STRING()),
 ]
-TREND_TYPE = Types.ROW_NAMED([c[0] for c in TREND_COLUMNS], [c[2] for c in TREND_COLUMNS])
+TREND_FIELDS = [name for name, _, _ in TREND_COLUMNS]
+TREND_TYPE = Types.ROW_NAMED(TREND_FIELDS, [t for _, _, t in TREND_COLUMNS])
+PARQUET_COLUMNS = TREND_COLUMNS[: len(COLUMNS)]
+
+
+def to_sink_row(row: TrendRow) -> Row:
+    """A trend row as the sinks take it (TREND_TYPE): its columns, then the Kafka key and JSON value."""
+    return Row(*row.column_values(), row.key(), row.to_json().decode())
+
 
 # Dead-letter and late records: a key (may be None) and a JSON value.
 SIDE_TYPE = Types.ROW_NAMED(["kafka_key", "kafka_value"], [Types.STRING(), Types.STRING()])
-
-# Parquet holds the row's columns; the Kafka message is the same row as JSON.
-PARQUET_COLUMNS = [c for c in TREND_COLUMNS if c[0] not in ("kafka_key", "kafka_value")]
 
 
 # Watermarks are "max timestamp - out-of-orderness - 1", as in Flink's
@@ -120,7 +125,7 @@ class KafkaRecordSource:
               -- (from a broken producer) is replaced by the epoch so it can never
               -- push the watermark ahead; the record itself goes to the DLQ.
               `event_time` AS CASE
-                 WHEN `record_ts` < TO_TIMESTAMP_LTZ(946684800000, 3)
+                 WHEN `record_ts` < TO_TIMESTAMP_LTZ({MIN_PUBLISHED_AT_MS}, 3)
                    OR `record_ts` > CURRENT_TIMESTAMP + INTERVAL '1' DAY
                  THEN TO_TIMESTAMP_LTZ(0, 3) ELSE `record_ts` END,
               WATERMARK FOR `event_time` AS `event_time` - {sql_interval(c.out_of_orderness_ms + 1)}
@@ -229,7 +234,7 @@ class TrendSinks:
         columns = ",\n  ".join(f"`{name}` {sql}" for name, sql, _ in PARQUET_COLUMNS)
         parquet_options = {
             "connector": "filesystem",
-            "path": c.parquet_dir.as_uri(),
+            "path": c.parquet_path.as_uri(),
             "format": "parquet",
             # Bulk formats roll on every checkpoint; files become visible on commit.
             "sink.rolling-policy.file-size": "128MB",

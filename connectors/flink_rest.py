@@ -15,9 +15,10 @@ from typing import Any
 
 from connectors.retry import FlinkUnreachable, flink_call
 from core.config import Config
+from core.errors import Refused
 
 
-class ClusterError(RuntimeError):
+class ClusterError(Refused):
     """The Flink cluster refused or failed a request (message says why)."""
 
 

@@ -1,9 +1,8 @@
 """`feedtrends ingest` and `feedtrends generate`: from feeds (or the synthetic
 generator) to the `feed-events` topic.
 
-The CLI only calls add_ingest_arguments / ingest_command and
-add_generate_arguments / generate_command; run_ingest / run_generate are the
-programmatic entry points used by tests.
+run_ingest / run_generate are the entry points (the CLI's flags are in
+feedtrends/ingest_cli.py, which calls them; so do tests).
 
 One ingest poll:
 
@@ -18,10 +17,8 @@ Kafka failure makes the next poll fetch and send those entries again
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
-import os
 import re
 import sys
 import time
@@ -34,24 +31,16 @@ from typing import IO, Any
 from connectors.feeds import (
     DEFAULT_FORGET_AFTER_MS,
     FetchLimits,
-    StateFileError,
     load_state,
     poll_feeds,
     record_failure,
     record_success,
     save_state,
 )
-from connectors.feed_list import FeedListError, FeedSpec, load_feed_list
+from connectors.feed_list import FeedSpec, load_feed_list
 from connectors.producer import DryRunSink, EventSink, KafkaSink, make_producer
 from connectors.retry import kafka_call
-from connectors.synthetic import (
-    DEFAULT_LATE_HORIZON_MS,
-    DEFAULT_OUT_OF_ORDER_BOUND_MS,
-    DEFAULT_START_MS,
-    GeneratorConfig,
-    format_counts,
-    iter_synthetic,
-)
+from connectors.synthetic import GeneratorConfig, format_counts, iter_synthetic
 from core.config import Config, load_config
 from udfs.entries import encode_event
 
@@ -84,22 +73,6 @@ def open_kafka_sink(config: Config, *, client_id: str) -> KafkaSink:
 
 
 # --------------------------------------------------------------------------- helpers
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """'90s' / '5m' / '1h' / '250ms' -> seconds.
-
-    The unit is required: feedtrends config reads bare numbers as
-    milliseconds, a CLI flag would naturally be read as seconds, and a
-    missing unit is the cheapest place to stop that confusion.
-    """
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (give a unit, e.g. 30s, 5m, 1h)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def parse_start_ms(text: str) -> int:
@@ -381,156 +354,3 @@ def run_generate(
         print(f"delivered={delivered} failed={failed} topic={target.events_topic if target else '-'}", file=report_stream)
     report_stream.flush()
     return summary
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _duration_arg(text: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("duration must be positive")
-    return seconds
-
-
-def _fraction_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be a fraction between 0 and 1")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def _add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dry-run", action="store_true", help="print JSON lines to stdout instead of producing to Kafka")
-    parser.add_argument(
-        "--bootstrap", default=None, help="Kafka bootstrap HOST:PORT (default: the configured broker, as for every command)"
-    )
-    parser.add_argument("--topic", default=None, help="topic (default: the configured events_topic)")
-    parser.add_argument(
-        "--partitions",
-        type=_positive_int,
-        default=None,
-        help="partitions when the topic has to be created (default: the configured partitions)",
-    )
-
-
-def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
-    """`feedtrends ingest FEEDS [--once | --every 5m] [--allow-files] [--dry-run] ...`"""
-    parser.add_argument("feeds", metavar="FEEDS", help="feed list: OPML, YAML (- url: ...) or one URL per line")
-    when = parser.add_mutually_exclusive_group()
-    when.add_argument("--once", action="store_true", help="poll every feed once and exit (default)")
-    when.add_argument("--every", type=_duration_arg, metavar="DURATION", help="poll repeatedly, e.g. 30s, 5m, 1h")
-    parser.add_argument("--allow-files", action="store_true", help="allow file:// URLs and paths in the feed list")
-    _add_kafka_arguments(parser)
-    parser.add_argument(
-        "--state",
-        default=None,
-        metavar="PATH",
-        help=(
-            f"per-feed state file (ETags, sent ids, backoff); default <state_dir>/{STATE_FILE_NAME}, "
-            "or none at all with --dry-run so dry runs never hide entries from real runs"
-        ),
-    )
-    parser.add_argument("--timeout", type=_duration_arg, default=15.0, help="total time per feed request (default: 15s)")
-    parser.add_argument("--max-bytes", type=_positive_int, default=5 * 1024 * 1024, help="max feed size (default: 5 MiB)")
-    parser.add_argument("--concurrency", type=_positive_int, default=8, help="feeds fetched in parallel (default: 8)")
-
-
-def _command_config(args: argparse.Namespace) -> Config:
-    """The one configuration, with this command's flags on top (flag > env > default)."""
-    return load_config(
-        {
-            "state_dir": getattr(args, "state_dir", None),
-            "bootstrap": args.bootstrap,
-            "events_topic": args.topic,
-            "partitions": args.partitions,
-        }
-    )
-
-
-def ingest_command(args: argparse.Namespace) -> int:
-    """Exit codes: 0 all feeds fine, 1 a feed failed, 2 unusable input, 3 Kafka unreachable."""
-    config = _command_config(args)
-    state_path = args.state
-    if state_path is None and not args.dry_run:
-        state_path = str(config.state_dir / STATE_FILE_NAME)
-    limits = FetchLimits(timeout_s=args.timeout, max_bytes=args.max_bytes, concurrency=args.concurrency)
-    try:
-        summary = run_ingest(
-            args.feeds,
-            once=args.every is None,
-            every_seconds=args.every,
-            allow_files=args.allow_files,
-            dry_run=args.dry_run,
-            config=config,
-            state_path=state_path,
-            limits=limits,
-        )
-    except KeyboardInterrupt:
-        return 130
-    except (OSError, FeedListError, StateFileError) as exc:
-        print(f"feedtrends ingest: {exc}", file=sys.stderr)
-        return 2
-    return summary.exit_code
-
-
-def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
-    """`feedtrends generate [--count N] [--seed S] [--rate R] [--duplicates F] ...`"""
-    parser.add_argument("--count", type=int, default=10_000, help="records to generate (default: 10000)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes (default: 42)")
-    parser.add_argument("--rate", type=float, default=1.0, help="events per simulated second (default: 1.0)")
-    parser.add_argument(
-        "--start",
-        type=parse_start_ms,
-        default=DEFAULT_START_MS,
-        help="simulated start: ISO time or epoch ms (default: 2026-11-20T00:00:00Z)",
-    )
-    parser.add_argument("--duplicates", type=_fraction_arg, default=0.0, help="fraction of re-sent articles")
-    parser.add_argument("--out-of-order", type=_fraction_arg, default=0.0, help="fraction behind the max by < bound")
-    parser.add_argument("--late", type=_fraction_arg, default=0.0, help="fraction behind the max by > horizon")
-    parser.add_argument("--malformed", type=_fraction_arg, default=0.0, help="fraction of invalid records")
-    parser.add_argument(
-        "--out-of-order-bound", type=_duration_arg, default=DEFAULT_OUT_OF_ORDER_BOUND_MS / 1000, help="default: 2m"
-    )
-    parser.add_argument("--late-horizon", type=_duration_arg, default=DEFAULT_LATE_HORIZON_MS / 1000, help="default: 3h")
-    parser.add_argument("--feeds", type=int, default=40, help="number of simulated feeds (default: 40)")
-    _add_kafka_arguments(parser)
-
-
-def generate_command(args: argparse.Namespace) -> int:
-    generator = GeneratorConfig(
-        count=args.count,
-        seed=args.seed,
-        start_ms=args.start,
-        rate=args.rate,
-        duplicates=args.duplicates,
-        out_of_order=args.out_of_order,
-        late=args.late,
-        malformed=args.malformed,
-        out_of_order_bound_ms=int(args.out_of_order_bound * 1000),
-        late_horizon_ms=int(args.late_horizon * 1000),
-        feeds=args.feeds,
-    )
-    try:
-        generator.validate()
-    except ValueError as exc:
-        print(f"feedtrends generate: {exc}", file=sys.stderr)
-        return 2
-    summary = run_generate(generator, dry_run=args.dry_run, config=_command_config(args))
-    return summary.exit_code

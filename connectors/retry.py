@@ -5,8 +5,8 @@ JobManager that is restarting refuses connections, a leader election makes a
 partition briefly unavailable: these errors go away on their own.  Every
 operation's call to a backend goes through `kafka_call` or `flink_call`, which
 retry such errors with a bounded exponential backoff until a deadline
-(`retry_deadline_ms`), and then fail with one line (`BackendUnavailable`, exit
-code 3).  An error that retrying cannot fix (a bad request, an unknown job, an
+(`retry_deadline_ms`), and then fail with one line (`BackendUnavailable`, an
+`Unreachable` error: exit code 3).  An error that retrying cannot fix (a bad request, an unknown job, an
 authorization failure) fails at once.
 
     kafka_call("list topics", lambda timeouts: admin(timeouts).list_topics(), deadline_s=30)
@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from core.errors import Refused, Unreachable
+
 T = TypeVar("T")
 
 DEFAULT_DEADLINE_S = 30.0
@@ -30,16 +32,12 @@ BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 4.0
 
 
-class BackendUnavailable(RuntimeError):
-    """A backend kept failing with retriable errors until the deadline (exit code 3)."""
-
-    exit_code = 3
+class BackendUnavailable(Unreachable):
+    """A backend kept failing with retriable errors until the deadline."""
 
 
-class BackendRefused(RuntimeError):
-    """A backend answered with an error that retrying cannot fix (exit code 1)."""
-
-    exit_code = 1
+class BackendRefused(Refused):
+    """A backend answered with an error that retrying cannot fix."""
 
 
 @dataclass(frozen=True)

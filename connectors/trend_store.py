@@ -9,8 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
+
+from udfs.trend_row import COLUMNS
+
+_ARROW_KINDS = {
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "double": pa.float64(),
+    "string": pa.string(),
+    "list<string>": pa.list_(pa.string()),
+}
+# The columns of a Parquet part file, from the one spec of the row (udfs/trend_row.py);
+# the partition column is the directory name, not a column of the file.
+FILE_SCHEMA = pa.schema(
+    [pa.field(c.name, _ARROW_KINDS[c.kind], nullable=c.nullable) for c in COLUMNS if not c.partition]
+)
 
 
 def read_parquet(parquet_dir: Path) -> pa.Table:

@@ -47,7 +47,7 @@ def default_version(config: Config) -> OutputVersion:
     return OutputVersion(
         "v1",
         config.trends_topic,
-        config.parquet_dir,
+        config.parquet_path,
         config.job_name,
         config.transactional_id_prefix,
         config.dlq_topic,
@@ -96,7 +96,7 @@ def next_version(config: Config) -> OutputVersion:
     return OutputVersion(
         name,
         f"{config.trends_topic}-{name}",
-        config.parquet_dir.with_name(f"{config.parquet_dir.name}-{name}"),
+        config.parquet_path.with_name(f"{config.parquet_path.name}-{name}"),
         f"{config.job_name}-{name}",
         f"{config.transactional_id_prefix}-{name}",
         f"{config.dlq_topic}-{name}",

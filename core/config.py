@@ -25,18 +25,24 @@ class ConfigError(ValueError):
     """A configuration value is missing or invalid (message names the setting)."""
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_MS = {None: 1, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
-def parse_duration_ms(text: str | int) -> int:
-    """`'5m'` -> 300000.  Plain numbers are milliseconds."""
+def parse_duration_ms(text: str | int, *, unit_required: bool = False) -> int:
+    """`'5m'` -> 300000, `'1.5h'` -> 5400000.  Plain numbers are milliseconds.
+
+    The one duration parser of the product.  Command-line flags pass
+    `unit_required=True`: a bare `--every 30` would naturally be read as seconds,
+    and refusing it is cheaper than a poll every 30 ms.
+    """
     if isinstance(text, int):
         return text
     match = _DURATION.match(str(text))
-    if not match:
-        raise ConfigError(f"not a duration: {text!r} (use e.g. 500ms, 30s, 5m, 1h, 7d)")
-    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+    if not match or (unit_required and match.group(2) is None):
+        example = "30s, 5m, 1h" if unit_required else "500ms, 30s, 5m, 1h, 7d"
+        raise ConfigError(f"not a duration: {text!r} (use e.g. {example})")
+    return round(float(match.group(1)) * _UNIT_MS[match.group(2)])
 
 
 def _duration(default: str) -> Any:
@@ -86,7 +92,8 @@ class Config:
 
     # Job semantics.
     window_ms: int = _duration("1h")
-    lateness_ms: int = -1  # -1: one window
+    # None: one window.  Read `allowed_lateness_ms`, which resolves it.
+    lateness_ms: int | None = None
     out_of_orderness_ms: int = _duration("5m")
     idleness_ms: int = _duration("30s")
     dedup_ttl_ms: int = _duration("7d")
@@ -101,17 +108,16 @@ class Config:
     term_buckets: int = 4
 
     # Output.
-    parquet_dir: Path = Path()  # default: <state_dir>/parquet
+    # None: <state_dir>/parquet.  Read `parquet_path`, which resolves it.
+    parquet_dir: Path | None = None
     # Stable for a deployment, unique per job: the Kafka sink's transactions are
     # fenced by it, so two jobs sharing a prefix would abort each other.
     transactional_id_prefix: str = "feedtrends-trends"
     job_name: str = "feedtrends-trends"
 
     def __post_init__(self) -> None:
-        if self.lateness_ms == -1:
-            object.__setattr__(self, "lateness_ms", self.window_ms)
-        if self.parquet_dir == Path():
-            object.__setattr__(self, "parquet_dir", self.state_dir / "parquet")
+        # Validation only: derived values are properties, so `dataclasses.replace`
+        # (a new window size, another state dir) never keeps a stale one.
         for name in ("kafka_port", "kafka_controller_port", "flink_rest_port", "flink_rpc_port"):
             port = getattr(self, name)
             if not 0 < port < 65536:
@@ -120,8 +126,8 @@ class Config:
             raise ConfigError("retry_deadline_ms must be >= 0")
         if self.window_ms <= 0:
             raise ConfigError("window_ms must be positive")
-        if self.lateness_ms < 0:
-            raise ConfigError("lateness_ms must be >= 0 (or -1 for one window)")
+        if self.lateness_ms is not None and self.lateness_ms < 0:
+            raise ConfigError("lateness_ms must be >= 0 (unset: one window)")
         for name in (
             "partitions", "baseline_windows", "min_support", "examples", "parallelism", "term_buckets", "taskmanagers",
             "brokers", "replication_factor",
@@ -145,6 +151,16 @@ class Config:
             raise ConfigError("term_buckets must be <= 128 (the job's max parallelism)")
 
     @property
+    def allowed_lateness_ms(self) -> int:
+        """How long after its end a window still takes events (revisions): `lateness_ms`, else one window."""
+        return self.window_ms if self.lateness_ms is None else self.lateness_ms
+
+    @property
+    def parquet_path(self) -> Path:
+        """Where the Parquet output goes: `parquet_dir`, else `<state_dir>/parquet`."""
+        return self.state_dir / "parquet" if self.parquet_dir is None else self.parquet_dir
+
+    @property
     def kafka_node_ports(self) -> list[tuple[int, int]]:
         """(broker port, controller port) of each local Kafka node, node 1 first."""
         return [(self.kafka_port + 2 * i, self.kafka_controller_port + 2 * i) for i in range(self.brokers)]
@@ -163,6 +179,8 @@ class Config:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None:
+                continue  # unset: the child derives it, as this process does
             out[ENV_PREFIX + f.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
         return out
 
@@ -172,12 +190,10 @@ def _convert(f: dataclasses.Field, raw: Any) -> Any:
         return None
     kind = f.metadata.get("kind")
     try:
-        if kind == "duration" or (f.name.endswith("_ms") and isinstance(raw, str) and f.name != "lateness_ms"):
+        if kind == "duration" or f.name.endswith("_ms"):
             return parse_duration_ms(raw)
-        if f.name == "lateness_ms":
-            return -1 if str(raw).strip() == "-1" else parse_duration_ms(raw)
-        if f.type in ("Path",) or isinstance(f.default, Path):
-            return Path(raw).expanduser().resolve() if str(raw) else Path()
+        if f.type in ("Path", "Path | None") or isinstance(f.default, Path):
+            return Path(raw).expanduser().resolve()
         if isinstance(f.default, bool):
             text = str(raw).strip().lower()
             if text in ("1", "true", "yes", "on"):

@@ -12,29 +12,28 @@ export FEEDTRENDS_JOBMANAGER="$JOBMANAGER"
 
 feedtrends topics
 
-# Exit 0: already running; 3: not running; anything else: the cluster is unreachable.
-set +e
-python3.11 - <<'EOF'
+# Is the job already running?  Prints the answer if it is, nothing if not; a failure is
+# one line and the CLI's exit code (feedtrends/exit_codes.py): 3 for a cluster still
+# unreachable when the retry deadline passes, 1 for one that refuses the request.
+running=$(python3.11 - <<'EOF'
 import sys
 
-from connectors.flink_cluster import ClusterError, running_job
+from connectors.flink_cluster import running_job
 from core.config import load_config
+from feedtrends.exit_codes import report
 
-config = load_config()
 try:
+    config = load_config()
     job = running_job(config)
-except ClusterError as exc:
-    print(f"submit: {exc}", file=sys.stderr)
-    sys.exit(2)
+except Exception as exc:
+    sys.exit(report("submit", exc))
 if job:
     print(f"job {config.job_name} already running: {job['jid']} (not starting a second instance)")
-    sys.exit(0)
-sys.exit(3)
 EOF
-status=$?
-set -e
-if [ "$status" -ne 3 ]; then
-    exit "$status"
+) || exit $?
+if [ -n "$running" ]; then
+    echo "$running"
+    exit 0
 fi
 
 # The same command `feedtrends submit` runs, with the image's Flink instead of

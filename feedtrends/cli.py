@@ -3,15 +3,18 @@
     feedtrends up | down | status [--json]     the local Kafka + Flink stack
     feedtrends ingest FEEDS ...                 poll feeds into Kafka
     feedtrends generate ...                     synthetic events into Kafka
-    feedtrends serve-feeds DIR                  a local HTTP server for feed files
+    feedtrends serve-feeds [DIR]                a local HTTP server for feed files
     feedtrends topics                           create the product's topics
     feedtrends submit | stop [--savepoint] | resume [SAVEPOINT]
                                                 run the trends job on the cluster
     feedtrends replay [--bounded] | versions    rebuild into a new output version
-    feedtrends trends [--limit N]               print the windows and top terms from Parquet
-    feedtrends demo                             everything above, end to end
+    feedtrends trends [--top N]                 print the windows and top terms from Parquet
+    feedtrends query windows | top | term TERM | feeds
+                                                read the trends back (feedtrends/query_cli.py)
+    feedtrends demo [--top N] [--wait S]        everything above, end to end
 
-Errors are one line on stderr and a documented exit code, never a traceback:
+Errors are one line on stderr and a documented exit code, never a traceback; the
+codes are the table in feedtrends/exit_codes.py:
 
     0 ok;  1 refused, failed or nothing to do;  2 bad input (arguments, configuration,
     files);  3 a backend (Kafka, Flink) still unreachable when the retry deadline
@@ -21,26 +24,21 @@ Errors are one line on stderr and a documented exit code, never a traceback:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
-from core.config import REPO_ROOT, Config, ConfigError, load_config
+from core.config import REPO_ROOT, Config
+from feedtrends.arguments import OneLineParser, config_from
+from feedtrends.exit_codes import TERMINATED, report
 
 SAMPLE_FEEDS = REPO_ROOT / "samples" / "feeds.opml"
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(
-        {
-            "state_dir": getattr(args, "state_dir", None),
-            "jobmanager": getattr(args, "jobmanager_addr", None),
-        }
-    )
+    return config_from(args, jobmanager=getattr(args, "jobmanager_addr", None))
 
 
 # --------------------------------------------------------------------------- stack
@@ -86,7 +84,7 @@ def cmd_trends(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Stack up, sample feeds in, job on the cluster, trends out."""
     from connectors import flink_cluster, stack
-    from connectors.ingest import run_ingest
+    from connectors.ingest import STATE_FILE_NAME, run_ingest
     from feedtrends import operations
     from connectors.topics import ensure_topics
     from connectors.trend_store import print_windows, read_latest
@@ -105,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bootstrap=config.kafka_bootstrap,
         topic=config.events_topic,
         partitions=config.partitions,
-        state_path=str(config.state_dir / "ingest-state.json"),
+        state_path=str(config.state_dir / STATE_FILE_NAME),
     )
     if summary.exit_code != 0:
         print("some sample feeds failed to ingest (see above)", file=sys.stderr)
@@ -117,10 +115,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         operations.submit(config)
     deadline = time.monotonic() + args.wait
-    while time.monotonic() < deadline and read_latest(current.parquet_dir).num_rows == 0:
+    while time.monotonic() < deadline and read_latest(current.parquet_path).num_rows == 0:
         time.sleep(2)
     print()
-    ok = print_windows(current.parquet_dir, top=args.top)
+    ok = print_windows(current.parquet_path, top=args.top)
     print()
     print("The stack keeps running (Flink web UI: %s). Stop it with: make down" % config.flink_rest_url)
     return 0 if ok else 1
@@ -129,18 +127,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the usage is in `--help`)."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: {' '.join(message.split())} (see `{self.prog} --help`)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from connectors.feed_server import add_serve_feeds_arguments, serve_feeds_command
+    from feedtrends.ingest_cli import (
+        add_generate_arguments,
+        add_ingest_arguments,
+        add_serve_feeds_arguments,
+        generate_command,
+        ingest_command,
+        serve_feeds_command,
+    )
     from feedtrends.operations import add_operations_arguments
     from feedtrends.query_cli import add_query_arguments
-    from connectors.ingest import add_generate_arguments, add_ingest_arguments, generate_command, ingest_command
 
     parser = OneLineParser(prog="feedtrends", description="Trending terms from news feeds.")
     parser.add_argument("--state-dir", help="local stack state (default: $FEEDTRENDS_STATE_DIR or ./.state)")
@@ -169,15 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _terminated(signum, frame) -> None:
     # SIGTERM unwinds like Ctrl-C, so a replay stops the job it started (operations.replay).
-    raise SystemExit(143)
+    raise SystemExit(TERMINATED)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run one command; every error ends here, as one line and its exit code."""
     # Kafka clients log every failed connection attempt; the retry helpers report the
     # outcome in one line instead.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -185,37 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminated)
     except ValueError:
         pass  # not the main thread (an embedding caller keeps its own handler)
-    args = build_parser().parse_args(argv)
+    args = (parser or build_parser()).parse_args(argv)
     name = " ".join(p for p in (args.command, getattr(args, "query_kind", None)) if p)
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print(f"feedtrends {name}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        code, message = _exit_code(exc), _one_line(exc)
-        if code is None:  # a bug: still one line, saying what it was
-            code, message = 1, f"unexpected {type(exc).__name__}: {message}"
-    print(f"feedtrends {name}: {message}", file=sys.stderr)
-    return code
-
-
-def _exit_code(exc: Exception) -> int | None:
-    """The documented exit code of an error, None for one nobody expected."""
-    from connectors.flink_cluster import ClusterError
-    from connectors.retry import BackendRefused, BackendUnavailable
-    from connectors.stack import StackError
-    from feedtrends.operations import OperationError
-
-    if isinstance(exc, ConfigError):
-        return 2
-    if isinstance(exc, (OperationError, BackendUnavailable, BackendRefused)):
-        return exc.exit_code
-    if isinstance(exc, (StackError, ClusterError)):
-        return 1
-    if isinstance(exc, (OSError, ValueError)):
-        return 2  # a path that cannot be used, a value the parsers let through
-    return None
+    except (Exception, KeyboardInterrupt) as exc:
+        return report(name, exc)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,15 @@ from connectors.flink_cluster import ClusterError
 from connectors.topics import consumer_lag, delete_topics, end_offsets, ensure_topics, product_topics
 from connectors.versions import OutputVersion, config_for, current_version, load_versions, next_version, save_versions
 from core.config import Config
+from core.errors import BadInput, Refused
 
 
-class OperationError(RuntimeError):
-    """A user-facing failure with its exit code (1: refused / nothing to do, 2: bad input)."""
+class OperationError(Refused):
+    """An operation refused, failed, or found nothing to do."""
 
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
+
+class OperationInputError(BadInput):
+    """An operation's argument names nothing usable (a savepoint, a version, a timeout)."""
 
 
 def _current(config: Config) -> Config:
@@ -77,7 +78,7 @@ def resume(config: Config, savepoint: str | None, *, echo=print) -> str:
     if savepoint:
         path = Path(savepoint.removeprefix("file:")).expanduser()
         if not (path / "_metadata").exists():
-            raise OperationError(f"no such savepoint or checkpoint: {savepoint} (no _metadata there)", 2)
+            raise OperationInputError(f"no such savepoint or checkpoint: {savepoint} (no _metadata there)")
     _refuse_if_running(vconf)
     if savepoint:
         location = str(path.resolve())
@@ -216,7 +217,7 @@ def replay(config: Config, *, bounded: bool, timeout_s: float = 3600.0, echo=pri
     `failed` with the reason: no job keeps running that nothing tracks.
     """
     if not timeout_s > 0:
-        raise OperationError(f"--timeout must be a positive number of seconds, not {timeout_s}", 2)
+        raise OperationInputError(f"--timeout must be a positive number of seconds, not {timeout_s}")
     reconcile_versions(config, echo=echo)
     targets = end_offsets(config, config.events_topic)
     if not targets:
@@ -285,7 +286,7 @@ def _build_version(
 def remove_version(config: Config, name: str, *, echo=print) -> None:
     current, versions = load_versions(config)
     if name not in versions:
-        raise OperationError(f"no such version: {name} (have: {', '.join(versions)})", 2)
+        raise OperationInputError(f"no such version: {name} (have: {', '.join(versions)})")
     if name == current:
         raise OperationError(f"{name} is the current version; replay or switch before removing it")
     if versions[name].state == "building" and _alive(versions[name].owner_pid):
@@ -294,22 +295,20 @@ def remove_version(config: Config, name: str, *, echo=print) -> None:
     if flink_cluster.running_job(vconf):
         raise OperationError(f"the job of {name} ({vconf.job_name}) is running; stop it first")
     delete_topics(vconf, [vconf.trends_topic, vconf.dlq_topic, vconf.late_topic])
-    shutil.rmtree(vconf.parquet_dir, ignore_errors=True)
+    shutil.rmtree(vconf.parquet_path, ignore_errors=True)
     del versions[name]
     save_versions(config, current, versions)
-    echo(f"removed version {name}: topics {vconf.trends_topic}, {vconf.dlq_topic}, {vconf.late_topic} and {vconf.parquet_dir}")
+    echo(f"removed version {name}: topics {vconf.trends_topic}, {vconf.dlq_topic}, {vconf.late_topic} and {vconf.parquet_path}")
 
 
 def add_operations_arguments(sub: argparse._SubParsersAction, config_of) -> None:
     """Wire submit/stop/resume/status/replay/versions into the CLI."""
 
+    # Errors go up to the CLI's one handler (feedtrends/cli.py), which prints them
+    # in one line and picks the exit code from their kind.
     def run(func):
         def command(args: argparse.Namespace) -> int:
-            try:
-                return func(config_of(args), args) or 0
-            except OperationError as exc:
-                print(f"feedtrends {args.command}: {exc}", file=sys.stderr)
-                return exc.exit_code
+            return func(config_of(args), args) or 0
 
         return command
 

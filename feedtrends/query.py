@@ -6,8 +6,8 @@ The rows it answers from are the latest revision per key
 (`connectors.trend_store.latest_revisions`); reading them and drawing plots is
 `feedtrends/query_store.py`; the argparse wiring is `feedtrends/query_cli.py`.
 
-Errors carry the command's exit code (see `QueryError`), so the CLI turns any of
-them into one line on stderr and that code.
+Errors carry their kind (core/errors.py) in their type, so the CLI turns any of
+them into one line on stderr and that kind's exit code.
 """
 
 from __future__ import annotations
@@ -24,39 +24,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import BadInput, Refused, Unreachable
 from udfs.terms import FEED_PREFIX
 from udfs.trend_row import TrendRow
 
-# --------------------------------------------------------------------------- errors / exit codes
-
-EXIT_OK = 0
-EXIT_NOTHING = 1  # readable source, but no rows yet / nothing matched
-EXIT_USAGE = 2  # bad flag, bad time, bad window syntax, bad --plot path
-EXIT_BACKEND = 3  # Parquet dir missing or unreadable, Kafka unreachable
+# --------------------------------------------------------------------------- errors
 
 
 class QueryError(Exception):
-    """A query that cannot be answered; `exit_code` is what the CLI returns."""
-
-    exit_code = EXIT_USAGE
+    """A query that cannot be answered; each subclass is also one kind of core/errors.py."""
 
 
-class QueryInputError(QueryError):
-    """The user's input is malformed (a time, a window, a flag value)."""
-
-    exit_code = EXIT_USAGE
+class QueryInputError(QueryError, BadInput):
+    """The user's input is malformed (a time, a window, a flag value, a --plot path)."""
 
 
-class NothingFound(QueryError):
+class NothingFound(QueryError, Refused):
     """The source was read, but it holds no rows yet or none match."""
 
-    exit_code = EXIT_NOTHING
 
-
-class BackendUnavailable(QueryError):
+class BackendUnavailable(QueryError, Unreachable):
     """The source itself cannot be read (missing Parquet dir, unreachable broker)."""
-
-    exit_code = EXIT_BACKEND
 
 
 # --------------------------------------------------------------------------- times

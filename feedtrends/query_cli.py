@@ -25,9 +25,10 @@ import time
 from typing import Any, TextIO
 
 from connectors.trend_store import latest_revisions
-from core.config import Config, ConfigError, load_config
+from core.config import Config
+from feedtrends.arguments import OneLineParser, config_from
+from feedtrends.exit_codes import OK, report
 from feedtrends.query import (
-    EXIT_OK,
     FORMATS,
     TIME_HELP,
     BackendUnavailable,
@@ -100,7 +101,7 @@ def add_query_arguments(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def build_query_parser() -> argparse.ArgumentParser:
     """A stand-alone `feedtrends`-shaped parser with only `query` (tests, `python -m`)."""
-    parser = argparse.ArgumentParser(prog="feedtrends")
+    parser = OneLineParser(prog="feedtrends")
     parser.add_argument("--state-dir", help="local stack state (default: $FEEDTRENDS_STATE_DIR or ./.state)")
     add_query_arguments(parser.add_subparsers(dest="command", required=True))
     return parser
@@ -108,12 +109,7 @@ def build_query_parser() -> argparse.ArgumentParser:
 
 def query_command(args: argparse.Namespace) -> int:
     """The `query` command: config from flags and env, then `run_query`."""
-    try:
-        config = load_config({"state_dir": getattr(args, "state_dir", None), "bootstrap": getattr(args, "bootstrap", None)})
-    except ConfigError as exc:
-        print(f"feedtrends query: {exc}", file=sys.stderr)
-        return 2
-    return run_query(args, config)
+    return run_query(args, config_from(args, bootstrap=getattr(args, "bootstrap", None)))
 
 
 def _read_rows(args: argparse.Namespace, config: Config) -> list[dict[str, Any]]:
@@ -146,7 +142,8 @@ def run_query(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Answer one query; any QueryError becomes one line on `err` and its exit code."""
+    """Answer one query; any QueryError becomes one line on `err` and its exit code
+    (feedtrends/exit_codes.py, as for every command)."""
     out = out or sys.stdout
     err = err or sys.stderr
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -192,8 +189,7 @@ def run_query(
             else:
                 query_store.plot_term_history(records, args.plot)
     except QueryError as exc:
-        print(f"feedtrends query {kind}: {exc}", file=err)
-        return exc.exit_code
+        return report(f"query {kind}", exc, err)
 
     text = render(kind, records, args.format)
     try:
@@ -207,9 +203,10 @@ def run_query(
         if out is sys.stdout:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-    return EXIT_OK
+    return OK
 
 
 if __name__ == "__main__":
-    _args = build_query_parser().parse_args()
-    sys.exit(_args.func(_args))
+    from feedtrends.cli import main
+
+    sys.exit(main(parser=build_query_parser()))

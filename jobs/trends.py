@@ -19,7 +19,6 @@ property tests).  Sources and sinks come from `connectors/`, so tests can hand
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Iterator, NamedTuple
 
@@ -34,16 +33,16 @@ from pyflink.datastream import (
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 from pyflink.table import StreamTableEnvironment
 
-from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks
+from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks, to_sink_row
 from core.config import Config, load_config
 from udfs.dead_letter import dlq_record, late_record
 from udfs.buckets import MAX_PARALLELISM, group_by_bucket
 from udfs.dedup import dedup_step
 from udfs.terms import article_terms
 from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
-from udfs.trend_row import TrendRow, utc_date
 from udfs.validate import Rejection, parse_event
 from udfs.windows import (
+    MAX_WATERMARK,
     TermWindow,
     add_article,
     bounded_watermark,
@@ -55,8 +54,6 @@ from udfs.windows import (
     window_end,
     window_start,
 )
-
-MAX_WATERMARK = 2**63 - 1
 
 DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
 LATE_TAG = OutputTag("late-events", SIDE_TYPE)
@@ -119,7 +116,7 @@ class Dedup(KeyedProcessFunction):
     def __init__(self, config: Config):
         self.ttl_ms = config.dedup_ttl_ms
         self.size_ms = config.window_ms
-        self.lateness_ms = config.lateness_ms
+        self.lateness_ms = config.allowed_lateness_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
         # TTL keeps memory bounded; Flink's TTL runs on processing time.
@@ -197,7 +194,7 @@ class TermWindows(KeyedProcessFunction):
 
     def __init__(self, config: Config):
         self.size_ms = config.window_ms
-        self.lateness_ms = config.lateness_ms
+        self.lateness_ms = config.allowed_lateness_ms
         self.n = config.baseline_windows
         self.k = config.examples
 
@@ -282,7 +279,7 @@ class Rank(KeyedProcessFunction):
 
     def __init__(self, config: Config):
         self.size_ms = config.window_ms
-        self.lateness_ms = config.lateness_ms
+        self.lateness_ms = config.allowed_lateness_ms
         self.min_support = config.min_support
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -318,30 +315,10 @@ class Rank(KeyedProcessFunction):
                 self.previous.put_all({row.term: row for row in rows})
                 self.rows_out.inc(len(rows))
             for row in rows:
-                yield to_output_row(row)
+                yield to_sink_row(row)
         if timestamp >= cleanup_time(ws, self.size_ms, self.lateness_ms):
             self.previous.clear()
             self.pending.clear()
-
-
-def to_output_row(row: TrendRow) -> Row:
-    """A trend row as the sinks take it: Parquet columns plus the Kafka key and JSON value."""
-    return Row(
-        row.window_start,
-        row.window_end,
-        row.term,
-        row.articles,
-        row.feeds,
-        row.baseline,
-        row.score,
-        row.rank,
-        row.revision,
-        row.emitted_at,
-        list(row.examples),
-        utc_date(row.window_start),
-        row.key(),
-        row.to_json().decode(),
-    )
 
 
 class JobOutputs(NamedTuple):
@@ -417,7 +394,7 @@ def build(
     return JobOutputs(trends, parsed.get_side_output(DLQ_TAG), articles.get_side_output(LATE_TAG))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     config = load_config()
     env = StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
@@ -431,4 +408,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

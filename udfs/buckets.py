@@ -29,7 +29,6 @@ from functools import lru_cache
 # The job sets this max parallelism explicitly (Flink's default for p <= 85),
 # so key groups, and the labels below, are the same on every run.
 MAX_PARALLELISM = 128
-DEFAULT_BUCKETS = 4
 
 _U32 = 0xFFFFFFFF
 

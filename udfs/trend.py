@@ -18,8 +18,9 @@ Everything else has rank None (still emitted: its counts are useful).
 
 Two keyed operators use these functions:
 
-* term-keyed: keeps `counts: {window_start: TermWindow}` for its term.  When a window
-  fires it emits `term_candidate(...)` for it; when late data changes a window that
+* term-windows (keyed by term bucket, udfs/buckets.py): keeps each of its terms'
+  `{window_start: TermWindow}`.  When a window fires it emits `term_candidate(...)`
+  for every term of the bucket counted in it; when late data changes a window that
   has already fired, it re-emits the candidates for `rows_to_refresh(...)` (that
   window and the later fired ones whose baseline includes it).
 * window-keyed (the ranker): keeps the last emitted TrendRow per term; `revise(...)`
@@ -47,16 +48,6 @@ class Candidate(NamedTuple):
     baseline: float
     score: float
     examples: tuple[str, ...]
-
-
-def baseline(history: Mapping[int, int], window_start: int, size_ms: int, n: int) -> float:
-    """Mean article count over the n windows before `window_start` (missing = 0); 0.0 if n == 0."""
-    if n <= 0:
-        return 0.0
-    total = 0
-    for i in range(1, n + 1):
-        total += history.get(window_start - i * size_ms, 0)
-    return round(total / n, DECIMALS)
 
 
 def score(articles: int, baseline: float) -> float:

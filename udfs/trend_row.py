@@ -1,4 +1,4 @@
-"""The trends job's output row, its JSON form and its Parquet column spec.
+"""The trends job's output row: its columns (the one spec of the output schema) and its JSON form.
 
 A row is one revision of one (window, term).  `key()` is stable across revisions,
 so a downstream upsert by key keeps the latest; `revision` increases by one each
@@ -16,26 +16,41 @@ from typing import Any
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
-# (column, type) for the Parquet/Arrow sink, in column order.  Types are a small
-# vocabulary the connector maps: int64, int32, double, string, list<string>.
-# Nullable columns are listed in PARQUET_NULLABLE; all others are NOT NULL.
-# `window_date` ("YYYY-MM-DD" of window_start, UTC) is the partition column.
-PARQUET_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("window_start", "int64"),  # epoch ms UTC
-    ("window_end", "int64"),  # epoch ms UTC, exclusive
-    ("term", "string"),
-    ("articles", "int64"),
-    ("feeds", "int64"),
-    ("baseline", "double"),
-    ("score", "double"),
-    ("rank", "int32"),
-    ("revision", "int64"),
-    ("emitted_at", "int64"),  # epoch ms UTC
-    ("examples", "list<string>"),
-    ("window_date", "string"),
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the output row.
+
+    `kind` is a small vocabulary the connectors map to Flink SQL, Flink types and
+    Arrow: int64, int32, double, string, list<string>.  `nullable` says whether the
+    value may be null (only `rank` may).  A `partition` column is the Parquet
+    directory (`window_date=...`), not part of the Kafka JSON.
+    """
+
+    name: str
+    kind: str
+    nullable: bool = False
+    partition: bool = False
+
+
+# The output row: the one spec from which the Flink DDL and row type, the Arrow
+# schema and the JSON keys are derived, in this order.  The 32-bit kinds are what
+# the job has always written; changing one would change every Parquet file's schema.
+COLUMNS: tuple[Column, ...] = (
+    Column("window_start", "int64"),  # epoch ms UTC
+    Column("window_end", "int64"),  # epoch ms UTC, exclusive
+    Column("term", "string"),
+    Column("articles", "int32"),
+    Column("feeds", "int32"),
+    Column("baseline", "double"),
+    Column("score", "double"),
+    Column("rank", "int32", nullable=True),  # null: not ranked (below min_support, or a feed: term)
+    Column("revision", "int32"),
+    Column("emitted_at", "int64"),  # epoch ms UTC; not part of a row's equality
+    Column("examples", "list<string>"),
+    Column("window_date", "string", partition=True),  # "YYYY-MM-DD" of window_start, UTC
 )
-PARQUET_NULLABLE: frozenset[str] = frozenset({"rank"})
-PARQUET_PARTITION_COLUMNS: tuple[str, ...] = ("window_date",)
+JSON_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if not c.partition)
 
 
 def utc_date(epoch_ms: int) -> str:
@@ -80,20 +95,20 @@ class TrendRow:
             self.examples,
         )
 
+    def column_values(self) -> tuple[Any, ...]:
+        """The row's values in `COLUMNS` order (what the sinks write)."""
+        return tuple(self._value(c.name) for c in COLUMNS)
+
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "window_start": self.window_start,
-            "window_end": self.window_end,
-            "term": self.term,
-            "articles": self.articles,
-            "feeds": self.feeds,
-            "baseline": self.baseline,
-            "score": self.score,
-            "rank": self.rank,
-            "revision": self.revision,
-            "emitted_at": self.emitted_at,
-            "examples": list(self.examples),
-        }
+        """The JSON object: every column but the partition column."""
+        return {c.name: self._value(c.name) for c in JSON_COLUMNS}
+
+    def _value(self, name: str) -> Any:
+        if name == "window_date":
+            return utc_date(self.window_start)
+        if name == "examples":
+            return list(self.examples)
+        return getattr(self, name)
 
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON with sorted keys (byte-stable for equal rows)."""
@@ -116,11 +131,7 @@ class TrendRow:
             examples=tuple(str(e) for e in obj["examples"]),
         )
 
-    def to_parquet_record(self) -> dict[str, Any]:
-        """One record matching PARQUET_COLUMNS (adds the `window_date` partition value)."""
-        record = self.as_dict()
-        record["window_date"] = utc_date(self.window_start)
-        return record
-
 
 _TREND_ROW_FIELDS = tuple(f.name for f in fields(TrendRow))
+# Every field is a column; the only derived column is the partition.
+assert {c.name for c in COLUMNS if not c.partition} == set(_TREND_ROW_FIELDS), "COLUMNS and TrendRow disagree"

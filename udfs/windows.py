@@ -53,11 +53,6 @@ def expiry_time(start: int, size_ms: int, lateness_ms: int, n: int) -> int:
     return cleanup_time(start + n * size_ms, size_ms, lateness_ms)
 
 
-def expired(window_start: int, watermark: int, size_ms: int, lateness_ms: int, n: int) -> bool:
-    """True once no window can change or be recomputed using this window's counts."""
-    return watermark >= expiry_time(window_start, size_ms, lateness_ms, n)
-
-
 def last_fired_window_start(watermark: int, size_ms: int) -> int:
     """The latest window start that has fired at `watermark` (every earlier one has too)."""
     # fired  <=>  start + size - 1 <= watermark  <=>  start <= watermark - size + 1
@@ -138,14 +133,3 @@ def add_article(
         j = bisect.bisect_left(best, example)
         best = (best[:j] + (example,) + best[j:])[:k]
     return TermWindow(agg.articles + 1, feeds, best)
-
-
-def merge(a: TermWindow | None, b: TermWindow | None, k: int) -> TermWindow | None:
-    """Combine two aggregates of disjoint article sets (for pre-aggregation / tests)."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    feeds = tuple(sorted(set(a.feeds) | set(b.feeds)))
-    best = tuple(sorted(a.best + b.best)[:k])
-    return TermWindow(a.articles + b.articles, feeds, best)

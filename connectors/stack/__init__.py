@@ -43,7 +43,7 @@ def _write_stack_file(config: Config) -> None:
 def up(config: Config, *, timeout_s: float = 120.0, echo: Callable[[str], None] = print) -> None:
     paths = StackPaths(config.state_dir)
     paths.root.mkdir(parents=True, exist_ok=True)
-    for d in (paths.checkpoints, paths.savepoints, config.parquet_dir):
+    for d in (paths.checkpoints, paths.savepoints, config.parquet_path):
         d.mkdir(parents=True, exist_ok=True)
     _write_stack_file(config)
 

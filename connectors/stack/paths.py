@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Config
+from core.errors import Refused
 
 
-class StackError(RuntimeError):
+class StackError(Refused):
     """The stack could not be started, stopped or reached (message says why)."""
 
 

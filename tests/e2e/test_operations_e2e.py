@@ -7,7 +7,6 @@ Parquet), and the rebuilt version's final rows must equal the live version's.
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
@@ -34,7 +33,7 @@ def _wait_for_rows(config, expected: dict, deadline_s: float = 300) -> tuple[lis
     deadline = time.monotonic() + deadline_s
     while True:
         kafka_rows = [json.loads(m.value) for m in read_topic(config.kafka_bootstrap, config.trends_topic, "read_committed")]
-        parquet_rows = table_rows(read_parquet(config.parquet_dir))
+        parquet_rows = table_rows(read_parquet(config.parquet_path))
         if (final_contents(kafka_rows) == expected and final_contents(parquet_rows) == expected) or time.monotonic() > deadline:
             return kafka_rows, parquet_rows
         time.sleep(3)
@@ -109,7 +108,7 @@ def test_stop_with_savepoint_resume_and_bounded_replay(stack, unique_topics, tmp
         name = operations.replay(config, bounded=True, timeout_s=300, echo=lambda line: None)
         assert name == "v2" and current_version(config).name == "v2"
         v2 = config_for(config, current_version(config))
-        assert v2.trends_topic != config.trends_topic and v2.parquet_dir != config.parquet_dir
+        assert v2.trends_topic != config.trends_topic and v2.parquet_path != config.parquet_path
         v2_kafka, v2_parquet = _wait_for_rows(v2, expected_rows, deadline_s=60)
         assert final_contents(v2_kafka) == final_contents(kafka_rows) == expected_rows
         assert final_contents(v2_parquet) == expected_rows

@@ -13,6 +13,7 @@ import io
 import json
 import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,16 +21,68 @@ from connectors import flink_cluster
 from feedtrends import operations
 from connectors.ingest import run_generate
 from connectors.topics import ensure_topics, read_topic
-from connectors.trend_store import read_parquet
+from connectors.trend_store import FILE_SCHEMA, read_parquet
 from connectors.synthetic import GeneratorConfig, generate
 from tests.eventgen import encode, event
 from tests.oracle import run_oracle
 from tests.support.kafka import in_production_order, produce
 from tests.support.rows import HOUR, final_contents, oracle_params, table_rows
 from tests.support.stack import job_config
+from udfs.trend_row import COLUMNS, JSON_COLUMNS, TrendRow
 from udfs.windows import window_start
 
 pytestmark = pytest.mark.e2e
+
+_ARROW_KIND = {pa.int64(): "int64", pa.int32(): "int32", pa.float64(): "double", pa.string(): "string"}
+
+
+def _arrow_kind(t: pa.DataType) -> str:
+    if pa.types.is_list(t):  # the element's field name differs by writer ("element", "item")
+        return f"list<{_arrow_kind(t.value_type)}>"
+    return _ARROW_KIND.get(t, str(t))
+
+
+def _file_mismatches(table: pa.Table) -> list[str]:
+    """How a Parquet part file differs from the spec: columns, kinds, nulls where none may be."""
+    expected = [(c.name, c.kind) for c in COLUMNS if not c.partition]
+    actual = [(f.name, _arrow_kind(f.type)) for f in table.schema]
+    problems = [f"columns {actual} != {expected}"] if actual != expected else []
+    problems += [f"{c.name} holds nulls" for c in COLUMNS if not c.partition and not c.nullable and table[c.name].null_count]
+    return problems
+
+
+def _json_kind_ok(kind: str, value: object) -> bool:
+    if kind in ("int64", "int32"):
+        bits = 63 if kind == "int64" else 31
+        return isinstance(value, int) and not isinstance(value, bool) and -(2**bits) <= value < 2**bits
+    if kind == "double":
+        return isinstance(value, float)
+    if kind == "string":
+        return isinstance(value, str)
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)  # list<string>
+
+
+def _json_mismatches(row: dict) -> list[str]:
+    """How a Kafka JSON value differs from the spec: keys, kinds, nulls where none may be."""
+    if sorted(row) != sorted(c.name for c in JSON_COLUMNS):
+        return [f"keys {sorted(row)}"]
+    return [
+        f"{c.name}={row[c.name]!r} is no {c.kind}"
+        for c in JSON_COLUMNS
+        if not (row[c.name] is None and c.nullable) and not _json_kind_ok(c.kind, row[c.name])
+    ]
+
+
+def test_the_spec_checks_catch_a_wrong_row() -> None:
+    row = TrendRow(0, 10, "x", 1, 1, 0.0, 1.0, None, 1, 5, ("t",))
+    assert _json_mismatches(json.loads(row.to_json())) == []
+    assert _json_mismatches({**json.loads(row.to_json()), "feeds": None}) == ["feeds=None is no int32"]
+    assert _json_mismatches({**json.loads(row.to_json()), "score": "1.0"}) == ["score='1.0' is no double"]
+    good = pa.Table.from_pylist([row.as_dict()], schema=FILE_SCHEMA)
+    assert _file_mismatches(good) == []
+    assert _file_mismatches(good.set_column(3, "articles", pa.array([1], pa.int64())))[0].startswith("columns")
+    assert _file_mismatches(good.set_column(2, "term", pa.array([None], pa.string()))) == ["term holds nulls"]
+
 
 
 def _prometheus_text_with(needle: str) -> str:
@@ -102,7 +155,7 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
             uncommitted = read_topic(config.kafka_bootstrap, config.trends_topic, "read_uncommitted")
             observed_uncommitted_ahead = max(observed_uncommitted_ahead, len(uncommitted) - len(committed))
             kafka_rows = [json.loads(m.value) for m in committed]
-            parquet_rows = table_rows(read_parquet(config.parquet_dir))
+            parquet_rows = table_rows(read_parquet(config.parquet_path))
             if final_contents(kafka_rows) == expected_rows and final_contents(parquet_rows) == expected_rows:
                 break
             assert flink_cluster.job_details(config, job_id)["state"] in ("RUNNING", "RESTARTING", "INITIALIZING")
@@ -145,8 +198,12 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
         assert counter in _prometheus_text_with(counter)
 
         # Every committed Parquet file reads whole on its own.
-        files = [f for f in config.parquet_dir.rglob("part-*") if not f.name.startswith(".")]
+        files = [f for f in config.parquet_path.rglob("part-*") if not f.name.startswith(".")]
         assert files and sum(pq.read_table(f).num_rows for f in files) == len(parquet_rows)
+        # Both sinks hold the one spec of the row (udfs/trend_row.COLUMNS).
+        for f in files:
+            assert _file_mismatches(pq.read_table(f)) == []
+        assert {m for row in kafka_rows for m in _json_mismatches(row)} == set()
     finally:
         if flink_cluster.running_job(config, config.job_name):
             flink_cluster.cancel_job(config, job_id)

@@ -42,7 +42,7 @@ def wait_for_reference(
     diff = "not read yet"
     while time.monotonic() < deadline:
         kafka = final_contents(committed_rows(config))
-        parquet = final_contents(table_rows(read_parquet(config.parquet_dir)))
+        parquet = final_contents(table_rows(read_parquet(config.parquet_path)))
         if kafka == reference.rows and parquet == reference.rows:
             return time.monotonic() - start, "equal"
         diff = f"kafka {describe_diff(kafka, reference.rows)}; parquet {describe_diff(parquet, reference.rows)}"
@@ -154,7 +154,7 @@ def check_against_reference(config: Config, reference: Reference, *, prefixes: l
     out = Outcome()
     committed = read_topic(config.kafka_bootstrap, config.trends_topic, "read_committed")
     kafka_rows = [json.loads(m.value) for m in committed]
-    parquet_rows = table_rows(read_parquet(config.parquet_dir))
+    parquet_rows = table_rows(read_parquet(config.parquet_path))
     out.kafka_rows, out.parquet_rows = len(kafka_rows), len(parquet_rows)
 
     # Final rows (latest revision per window_start|term) equal the oracle, in both sinks.
@@ -172,7 +172,7 @@ def check_against_reference(config: Config, reference: Reference, *, prefixes: l
         assert not twice, f"{name}: {len(twice)} revisions committed more than once, e.g. {list(twice.items())[:5]}"
 
     # Every committed Parquet file reads whole on its own.
-    files = sorted(f for f in Path(config.parquet_dir).rglob("part-*") if not f.name.startswith("."))
+    files = sorted(f for f in Path(config.parquet_path).rglob("part-*") if not f.name.startswith("."))
     assert files, "no committed Parquet file"
     assert sum(pq.read_table(f).num_rows for f in files) == len(parquet_rows)
     out.parquet_files = len(files)

@@ -36,7 +36,7 @@ def run_job(records: list[Record], config: Config, *, bundle_size: int | None = 
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    from connectors.flink_io import CollectionRecordSource
+    from connectors.flink_io import TREND_FIELDS, CollectionRecordSource
     from connectors.stack.flink import python_worker_settings
     from jobs.trends import build
 
@@ -51,8 +51,9 @@ def run_job(records: list[Record], config: Config, *, bundle_size: int | None = 
     outputs = build(env, t_env, config, CollectionRecordSource(tuple(records), config))
     tagged = Types.ROW([Types.STRING(), Types.STRING()])
     # New chains: a Python map fused into the uid'd rank operator collides with its uid.
+    kafka_value = TREND_FIELDS.index("kafka_value")
     collected = (
-        outputs.trends.map(lambda r: Row("trend", r[13]), output_type=tagged).uid("test-trends").start_new_chain()
+        outputs.trends.map(lambda r: Row("trend", r[kafka_value]), output_type=tagged).uid("test-trends").start_new_chain()
     ).union(
         outputs.dead_letters.map(lambda r: Row("dlq", r[1]), output_type=tagged).uid("test-dlq").start_new_chain(),
         outputs.late.map(lambda r: Row("late", r[1]), output_type=tagged).uid("test-late").start_new_chain(),

@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from connectors.trend_store import FILE_SCHEMA
 from core.config import Config, load_config
 from feedtrends.query_cli import build_query_parser, query_command, run_query
 from connectors.stack.paths import free_ports
@@ -33,21 +34,7 @@ H = 3_600_000
 W0 = 1_795_212_000_000  # 2026-11-20T22:00:00Z: windows cross midnight, so two partitions
 NOW = W0 + 48 * H
 
-SCHEMA = pa.schema(
-    [
-        pa.field("window_start", pa.int64(), nullable=False),
-        pa.field("window_end", pa.int64(), nullable=False),
-        pa.field("term", pa.string(), nullable=False),
-        pa.field("articles", pa.int32(), nullable=False),
-        pa.field("feeds", pa.int32(), nullable=False),
-        pa.field("baseline", pa.float64(), nullable=False),
-        pa.field("score", pa.float64(), nullable=False),
-        pa.field("rank", pa.int32(), nullable=True),
-        pa.field("revision", pa.int32(), nullable=False),
-        pa.field("emitted_at", pa.int64(), nullable=False),
-        pa.field("examples", pa.list_(pa.string()), nullable=False),
-    ]
-)
+SCHEMA = FILE_SCHEMA  # what the job's Parquet writer writes, from the one spec of the row
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -133,7 +120,7 @@ def write_job_layout(parquet_dir: Path, batches: list[list[dict]]) -> None:
 @pytest.fixture()
 def config(tmp_path: Path) -> Config:
     cfg = load_config({"state_dir": str(tmp_path / "state")}, env={})
-    write_job_layout(cfg.parquet_dir, [FIRST, LATER, LAST])
+    write_job_layout(cfg.parquet_path, [FIRST, LATER, LAST])
     return cfg
 
 
@@ -178,7 +165,7 @@ def oracle_top(parquet_dir: Path, window_start: int | None, k: int) -> list[dict
 def test_top_json_equals_pyarrow_latest_revision_then_rank(config: Config, k: int) -> None:
     code, out, err = query(["top", "--format", "json", "--k", str(k)], config)
     assert (code, err) == (0, "")
-    expected = oracle_top(config.parquet_dir, None, k)
+    expected = oracle_top(config.parquet_path, None, k)
     assert json.loads(out) == expected
     # the latest window's answer depends on revisions 2 and 3 (x9 from unranked to rank 1)
     assert expected[0]["term"] == "x9" and expected[0]["revision"] == 3
@@ -202,7 +189,7 @@ def test_windows_json_round_trips_into_top_window(config: Config) -> None:
         for form in (str(w["window_start"]), w["window_start_utc"]):
             code, out, err = query(["top", "--window", form, "--format", "json", "--k", "5"], config)
             assert (code, err) == (0, "")
-            assert json.loads(out) == oracle_top(config.parquet_dir, w["window_start"], 5)
+            assert json.loads(out) == oracle_top(config.parquet_path, w["window_start"], 5)
     # the first window after late data: cup first
     _, out, _ = query(["top", "--window", str(W0), "--format", "json"], config)
     assert [r["term"] for r in json.loads(out)] == ["cup", "storm", "bram"]
@@ -211,7 +198,7 @@ def test_windows_json_round_trips_into_top_window(config: Config) -> None:
 def test_window_accepts_an_instant_inside_and_an_offset(config: Config) -> None:
     _, inside, _ = query(["top", "--window", "2026-11-20T23:59:59Z", "--format", "json"], config)
     _, offset, _ = query(["top", "--window", "2026-11-21T00:00:00+01:00", "--format", "json"], config)
-    assert json.loads(inside) == json.loads(offset) == oracle_top(config.parquet_dir, W0 + H, 10)
+    assert json.loads(inside) == json.loads(offset) == oracle_top(config.parquet_path, W0 + H, 10)
 
 
 def test_latest_flag_is_the_default(config: Config) -> None:
@@ -229,7 +216,7 @@ def test_relative_window_after_a_space_separated_flag(config: Config) -> None:
 def test_term_history_is_the_latest_revision_of_each_window(config: Config) -> None:
     code, out, _ = query(["term", "X9", "--format", "json"], config)
     assert code == 0
-    latest = oracle_latest(config.parquet_dir)
+    latest = oracle_latest(config.parquet_path)
     expected = latest.filter(pc.equal(latest["term"], "x9")).sort_by("window_start").to_pylist()
     assert json.loads(out) == expected and [r["revision"] for r in expected] == [3]
 
@@ -281,8 +268,8 @@ def test_plot_writes_a_1000x500_png_that_decodes(config: Config, tmp_path: Path,
 
 def _empty_state(tmp_path: Path) -> Config:
     cfg = load_config({"state_dir": str(tmp_path / "empty")}, env={})
-    cfg.parquet_dir.mkdir(parents=True)
-    (cfg.parquet_dir / ".part-1-0.inprogress.x").write_bytes(b"")  # only uncommitted output
+    cfg.parquet_path.mkdir(parents=True)
+    (cfg.parquet_path / ".part-1-0.inprogress.x").write_bytes(b"")  # only uncommitted output
     return cfg
 
 
@@ -328,7 +315,7 @@ def test_each_error_is_one_line_and_its_exit_code(
 
 def test_parquet_of_another_shape_is_a_backend_error(tmp_path: Path) -> None:
     cfg = load_config({"state_dir": str(tmp_path / "bad")}, env={})
-    part_dir = cfg.parquet_dir / "window_date=2026-11-20"
+    part_dir = cfg.parquet_path / "window_date=2026-11-20"
     part_dir.mkdir(parents=True)
     pq.write_table(pa.table({"window_start": [W0], "count": [3]}), part_dir / "part-other-0-0")
     code, out, err = query(["windows"], cfg)
@@ -351,7 +338,7 @@ def test_query_command_reads_state_dir_from_the_flag(config: Config, monkeypatch
     )
     assert isinstance(args, argparse.Namespace) and args.func is query_command
     assert args.func(args) == 0
-    assert json.loads(capsys.readouterr().out) == oracle_top(config.parquet_dir, W0, 10)
+    assert json.loads(capsys.readouterr().out) == oracle_top(config.parquet_path, W0, 10)
 
 
 def test_real_process_error_has_no_traceback(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def oracle_params(config: Config) -> TrendParams:
     # Lateness is decided on each partition's own watermark, made from its valid events.
     return TrendParams(
         size_ms=config.window_ms,
-        lateness_ms=config.lateness_ms,
+        lateness_ms=config.allowed_lateness_ms,
         out_of_orderness_ms=config.out_of_orderness_ms,
         n=config.baseline_windows,
         min_support=config.min_support,

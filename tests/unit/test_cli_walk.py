@@ -177,3 +177,94 @@ def test_reported_failures_are_one_line(down_env, args, code, message) -> None:
     _assert_one_line(list(args), result.returncode, result.stderr)
     assert result.returncode == code, result.stderr
     assert message in result.stderr
+
+
+# --------------------------------------------------------------------------- usage text names real flags
+
+import argparse
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+def _unknown_flags(usage: str) -> list[tuple[str, str]]:
+    """(command, flag) for each `--flag` in a usage line that its command's parser lacks.
+
+    A usage line is `feedtrends CMD [SUB] ... [| CMD2 ...]`: after a `|`, a command
+    (or a subcommand of the current one) name switches to it; anything else is an
+    alternative of the same command (`--once | --every 5m`).
+    """
+    from feedtrends.cli import build_parser
+
+    root = build_parser()
+    commands = _subcommands(root)
+    words = usage.replace("\\|", "|").replace("[", " ").replace("]", " ").split()
+    assert words[0] == "feedtrends", usage
+    path: list[str] = []
+    parser = root
+    unknown = []
+    after_bar = True
+    for word in words[1:]:
+        if word == "|":
+            after_bar = True
+            continue
+        sub = _subcommands(parser)
+        if (after_bar or parser is root) and word in commands and (after_bar or not path):
+            path, parser = [word], commands[word]
+        elif word in sub and (after_bar or len(path) == 1):
+            path, parser = path[:1] + [word], sub[word]
+        elif word.startswith("--"):
+            flag = word.split("=", 1)[0]
+            if flag not in _options(parser) | _options(root):
+                unknown.append((" ".join(path), flag))
+        after_bar = False
+    return unknown
+
+
+def _usage_lines() -> list[str]:
+    from feedtrends import cli, query_cli
+
+    lines = []
+    for doc in (cli.__doc__, query_cli.__doc__):
+        for line in doc.splitlines():
+            if line.strip().startswith("feedtrends "):
+                lines.append(re.split(r"\s{3,}", line.strip())[0])
+    readme = (REPO / "README.md").read_text()
+    lines += re.findall(r"`(feedtrends [^`]+)`", readme)
+    lines += [line[2:] for line in readme.splitlines() if line.startswith("$ feedtrends ")]
+    return lines
+
+
+def test_the_usage_check_catches_a_flag_the_parser_lacks() -> None:
+    assert _unknown_flags("feedtrends trends [--limit N]") == [("trends", "--limit")]
+    assert _unknown_flags("feedtrends submit | stop [--savepoint] | resume [SAVEPOINT]") == []
+    assert _unknown_flags("feedtrends query top [--window START | --latest] [--k N] [--since T]") == [("query top", "--since")]
+
+
+def test_usage_text_names_only_flags_the_parser_has() -> None:
+    lines = _usage_lines()
+    assert len(lines) > 20, lines  # the docstrings and the README were read
+    assert [(line, bad) for line in lines for bad in _unknown_flags(line)] == []
+
+
+def test_the_walk_uses_real_flags() -> None:
+    from feedtrends.cli import build_parser
+
+    root = build_parser()
+    for command, flags in FLAGS.items():
+        parser = root
+        for name in command:
+            parser = _subcommands(parser)[name] if name in _subcommands(parser) else parser
+        assert set(flags) - {"--bogus"} <= _options(parser), command

@@ -2,19 +2,24 @@
 
 The version test reads the real files, no Docker needed: pom.xml pins the JVM side,
 pyproject.toml the Python side, and the compose setup must use the same Kafka and
-Flink releases.
+Flink releases.  docker-compose.yml is validated against the Compose
+Specification's JSON schema (the one compose-go, and so `docker compose`, checks
+with), kept in schemas/deploy/ (`make schemas` refreshes it); `docker compose
+config` runs too where the Docker CLI is installed.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
 import subprocess
 import tomllib
 import xml.etree.ElementTree as ET
-from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -24,6 +29,9 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
 POM = REPO_ROOT / "pom.xml"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
+SCHEMAS_DIR = REPO_ROOT / "schemas" / "deploy"
+# `make schemas` names the file after the compose-go release it came from.
+COMPOSE_SCHEMA_GLOB = "compose-spec.compose-go-*.json"
 
 EXPECTED_SERVICES = {"kafka", "jobmanager", "taskmanager", "submit"}
 
@@ -86,6 +94,87 @@ def test_flink_services_use_the_built_image() -> None:
         service = compose["services"][name]
         assert service["build"]["dockerfile"] == "docker/Dockerfile", name
         assert service["image"].startswith("feedtrends-flink"), name
+
+
+# --------------------------------------------------------------------------- Compose Specification (no Docker)
+
+
+def load_compose() -> dict[str, Any]:
+    # PyYAML's safe loader resolves the `<<: *flink-common` merge keys as Compose does.
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose_validator() -> jsonschema.protocols.Validator:
+    files = sorted(SCHEMAS_DIR.glob(COMPOSE_SCHEMA_GLOB))
+    assert len(files) == 1, f"expected one {COMPOSE_SCHEMA_GLOB} in {SCHEMAS_DIR}, found {[f.name for f in files]}"
+    schema = json.loads(files[0].read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def compose_errors(validator: jsonschema.protocols.Validator, compose: dict[str, Any]) -> set[tuple[str, str]]:
+    """(path, keyword) of each error, at its most specific cause.
+
+    The schema is draft 2020-12 with oneOf alternatives and unevaluatedProperties,
+    so one broken value also fails the oneOf around it and marks the keys that hold
+    it as unevaluated: best_match digs out the cause, and the ancestors' errors
+    come along as they are.
+    """
+    found = set()
+    for error in validator.iter_errors(compose):
+        cause = jsonschema.exceptions.best_match([error])
+        found.add((".".join(map(str, cause.absolute_path)), cause.validator))
+    return found
+
+
+def test_compose_file_matches_the_compose_spec(compose_validator: jsonschema.protocols.Validator) -> None:
+    errors = sorted(compose_validator.iter_errors(load_compose()), key=lambda e: list(e.absolute_path))
+    assert [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "rejected_at", "validator"),
+    [
+        # Misspelt keys, which Compose refuses (only x-* keys are free).
+        ("servicess", {}, "", "additionalProperties"),
+        ("services.kafka.healthchek", {"test": ["CMD", "true"]}, "services.kafka", "unevaluatedProperties"),
+        # Wrong types and values.
+        ("services.kafka.ports", "127.0.0.1:9092:9092", "services.kafka.ports", "type"),
+        ("services.submit.profiles", "submit", "services.submit.profiles", "type"),
+        ("services.submit.depends_on.kafka.condition", "service_ready",
+         "services.submit.depends_on.kafka.condition", "enum"),
+        ("volumes.flink-data", "local", "volumes.flink-data", "type"),
+    ],
+)
+def test_compose_spec_rejects_a_broken_file(
+    compose_validator: jsonschema.protocols.Validator, path: str, value: Any, rejected_at: str, validator: str
+) -> None:
+    broken = copy.deepcopy(load_compose())
+    *parents, last = path.split(".")
+    node = broken
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    errors = compose_errors(compose_validator, broken)
+    assert (rejected_at, validator) in errors
+    # Nothing but the broken value and what holds it is reported.
+    assert {where for where, _ in errors} <= {".".join(parents[:i]) for i in range(len(parents) + 1)} | {path}, errors
+
+
+def test_services_profiles_and_ports() -> None:
+    # What `docker compose config` is checked for below, on the file as written.
+    services = load_compose()["services"]
+    assert EXPECTED_SERVICES <= services.keys(), sorted(services)
+    assert services["submit"]["profiles"] == ["submit"]
+    ports = {name: service.get("ports", []) for name, service in services.items()}
+    assert ports["kafka"] == ["127.0.0.1:9092:9092"]
+    # Loopback only, like the local stack.
+    assert [p for published in ports.values() for p in published if not p.startswith("127.0.0.1:")] == []
+    # The merge key brought the shared volume into every Flink service.
+    for name in ("jobmanager", "taskmanager", "submit"):
+        assert services[name]["volumes"] == ["flink-data:/flink-data"], name
 
 
 # --------------------------------------------------------------------------- compose config (Docker CLI)

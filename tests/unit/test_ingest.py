@@ -15,18 +15,12 @@ import jsonschema
 import pytest
 
 from connectors.feed_server import FeedServer
-from connectors.ingest import (
-    add_generate_arguments,
-    add_ingest_arguments,
-    generate_command,
-    ingest_command,
-    parse_duration,
-    parse_start_ms,
-    run_generate,
-    run_ingest,
-)
+from connectors.ingest import parse_start_ms, run_generate, run_ingest
 from connectors.producer import SendReport
 from connectors.synthetic import GeneratorConfig
+from feedtrends import cli
+from feedtrends.arguments import duration_seconds
+from feedtrends.ingest_cli import add_generate_arguments, add_ingest_arguments, generate_command, ingest_command
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
@@ -231,9 +225,11 @@ def test_ingest_cli_arguments() -> None:
 def test_ingest_cli_bad_feed_list_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "feeds.txt"
     bad.write_text("gopher://old.example/feed\n")
-    assert ingest_command(parse(add_ingest_arguments, [str(bad), "--dry-run"])) == 2
-    assert "unsupported scheme" in capsys.readouterr().err
-    assert ingest_command(parse(add_ingest_arguments, [str(tmp_path / "nope.txt"), "--dry-run"])) == 2
+    assert cli.main(["ingest", str(bad), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("feedtrends ingest: ") and "unsupported scheme" in err
+    assert cli.main(["ingest", str(tmp_path / "nope.txt"), "--dry-run"]) == 2
+    assert "nope.txt" in capsys.readouterr().err
 
 
 def test_generate_cli(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
@@ -243,12 +239,21 @@ def test_generate_cli(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     captured = capsysbinary.readouterr()
     assert len(captured.out.splitlines()) == 200
     assert captured.err.startswith(b"injected ok=150 duplicate=20 out_of_order=10 late=10 malformed=10")
-    assert generate_command(parse(add_generate_arguments, ["--count", "10", "--duplicates", "0.7", "--late", "0.7", "--dry-run"])) == 2
+    assert cli.main(["generate", "--count", "10", "--duplicates", "0.7", "--late", "0.7", "--dry-run"]) == 2
+    assert capsysbinary.readouterr().err.startswith(b"feedtrends generate: ")
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("250ms", 0.25), ("1.5h", 5400)])
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
+def test_duration_flags_are_seconds(text: str, seconds: float) -> None:
+    assert duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["30", "0s", "-5m", "5 minutes", ""])
+def test_duration_flags_need_a_unit_and_a_positive_value(text: str) -> None:
+    # A bare number is milliseconds in the config but would be read as seconds on a
+    # command line: refused rather than guessed.
+    with pytest.raises(argparse.ArgumentTypeError):
+        duration_seconds(text)
 
 
 def test_parse_start() -> None:

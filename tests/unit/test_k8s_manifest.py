@@ -1,18 +1,20 @@
 """k8s/*.yaml stays on the versions, files and cluster tuning of the rest of the repository.
 
 No cluster needed: the manifests are parsed as YAML and compared with pom.xml,
-pyproject.toml, docker/submit.sh and flink-conf/config.yaml.  (`kubectl apply
---dry-run=client` cannot check a FlinkDeployment without the operator's CRD, so
-it is not used.)
+pyproject.toml, docker/submit.sh and flink-conf/config.yaml, and the FlinkDeployment
+is validated against the Flink Kubernetes Operator's own CRD schema, kept in
+schemas/deploy/ (`make schemas` refreshes it; no network during the tests).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -23,6 +25,9 @@ K8S_DIR = REPO_ROOT / "k8s"
 FLINK_CONF = REPO_ROOT / "flink-conf" / "config.yaml"
 SUBMIT_SH = REPO_ROOT / "docker" / "submit.sh"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
+SCHEMAS_DIR = REPO_ROOT / "schemas" / "deploy"
+# `make schemas` names the file after the operator release its api jar came from.
+CRD_GLOB = "flinkdeployments.flink.apache.org-v1.operator-*.yml"
 
 # Where the Dockerfile copies the repository (COPY . /opt/feedtrends).
 IMAGE_REPO_DIR = PurePosixPath("/opt/feedtrends")
@@ -228,3 +233,146 @@ def test_resources_are_set(deployment: dict[str, Any]) -> None:
     for role in ("jobManager", "taskManager"):
         resource = deployment[role]["resource"]
         assert resource["memory"] and resource["cpu"] > 0, role
+
+
+# --------------------------------------------------------------------------- the operator's CRD schema
+
+
+def stored_crd() -> dict[str, Any]:
+    """The one FlinkDeployment CRD in schemas/deploy/."""
+    files = sorted(SCHEMAS_DIR.glob(CRD_GLOB))
+    assert len(files) == 1, f"expected one {CRD_GLOB} in {SCHEMAS_DIR}, found {[f.name for f in files]}"
+    return yaml.safe_load(files[0].read_text())
+
+
+def strict(schema: Any) -> Any:
+    """The CRD's structural schema with unknown fields made errors.
+
+    The API server drops unknown fields silently unless validation is strict, which
+    `kubectl apply` asks for by default (--validate=strict); there a misspelt field
+    is an error.  In JSON Schema an object allows any extra key unless it says
+    otherwise, so every object with declared properties (and no
+    additionalProperties or x-kubernetes-preserve-unknown-fields of its own) is
+    closed here, as kubeconform -strict does.
+    """
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {k: (strict(v) if k != "properties" else {p: strict(ps) for p, ps in v.items()}) for k, v in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        closed["additionalProperties"] = False
+    return closed
+
+
+@pytest.fixture(scope="module")
+def crd_schema() -> dict[str, Any]:
+    crd = stored_crd()
+    assert crd["kind"] == "CustomResourceDefinition"
+    assert crd["spec"]["group"] == "flink.apache.org"
+    assert crd["spec"]["names"]["kind"] == "FlinkDeployment"
+    api_version = the_one("FlinkDeployment")["apiVersion"].split("/", 1)[1]
+    [version] = [v for v in crd["spec"]["versions"] if v["name"] == api_version]
+    assert version["served"], f"the CRD no longer serves {api_version}"
+    schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+    # The API server adds these to every custom resource's schema (metadata is
+    # checked as ObjectMeta there, not here).
+    schema["properties"] |= {
+        "apiVersion": {"type": "string", "enum": [f"{crd['spec']['group']}/{api_version}"]},
+        "kind": {"type": "string", "enum": [crd["spec"]["names"]["kind"]]},
+        "metadata": {"type": "object"},
+    }
+    return strict(schema)
+
+
+def crd_errors(schema: dict[str, Any], resource: dict[str, Any]) -> list[jsonschema.ValidationError]:
+    # Kubernetes' OpenAPI v3 schemas are a subset of JSON Schema draft 4.
+    validator = jsonschema.Draft4Validator(schema)
+    return sorted(validator.iter_errors(resource), key=lambda e: list(e.absolute_path))
+
+
+def flink_version_key(value: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"v(\d+)_(\d+)", value)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def newer_than_the_crd(error: jsonschema.ValidationError) -> bool:
+    """An enum error on spec.flinkVersion only because the stored CRD is the older one.
+
+    The stored CRD may come from an operator release older than the one the manifest
+    needs (>= 1.15.0 for v2_2; see schemas/deploy/README.md).  Such a CRD rejects the
+    newer FlinkVersion value and nothing else; a value that is not of the v<major>_<minor>
+    form, or not past the CRD's newest, is still an error.  Whether it is the right
+    value is test_flink_version_matches_pom's business.
+    """
+    if list(error.absolute_path) != ["spec", "flinkVersion"] or error.validator != "enum":
+        return False
+    known = [flink_version_key(v) for v in error.validator_value]
+    ours = flink_version_key(error.instance)
+    return ours is not None and None not in known and ours > max(known)
+
+
+def test_stored_schemas_are_documented() -> None:
+    # Where each schema came from is written down next to it (and refreshed with it).
+    readme = (SCHEMAS_DIR / "README.md").read_text()
+    stored = [p.name for p in SCHEMAS_DIR.iterdir() if p.name != "README.md"]
+    assert stored and [name for name in stored if f"`{name}`" not in readme] == []
+
+
+def test_stored_crd_is_the_operators(crd_schema: dict[str, Any]) -> None:
+    jsonschema.Draft4Validator.check_schema(crd_schema)
+    spec = crd_schema["properties"]["spec"]["properties"]
+    # The fields the manifest relies on, as the operator defines them.
+    assert spec["flinkConfiguration"]["additionalProperties"] == {"type": "string"}
+    assert {"upgradeMode", "state", "jarURI", "entryClass", "args", "parallelism"} <= spec["job"]["properties"].keys()
+    assert "savepoint" in spec["job"]["properties"]["upgradeMode"]["enum"]
+
+
+def test_flink_deployment_matches_the_operators_crd(crd_schema: dict[str, Any]) -> None:
+    errors = [e for e in crd_errors(crd_schema, the_one("FlinkDeployment")) if not newer_than_the_crd(e)]
+    assert [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors] == []
+
+
+def _set(resource: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    node: Any = resource
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[last] = value
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "rejected_at", "validator"),
+    [
+        # Misspelt fields, which the operator would never see.
+        ("spec.job.parallelismm", 4, "spec.job", "additionalProperties"),
+        ("spec.taskManager.resources", {"memory": "2560m"}, "spec.taskManager", "additionalProperties"),
+        # Wrong types and values.
+        ("spec.job.parallelism", "4", "spec.job.parallelism", "type"),
+        ("spec.job.upgradeMode", "savepoints", "spec.job.upgradeMode", "enum"),
+        # map<string, string>: YAML's 4 is an int.
+        ("spec.flinkConfiguration.taskmanager.numberOfTaskSlots", 4,
+         "spec.flinkConfiguration.taskmanager.numberOfTaskSlots", "type"),
+        # Inside the pod template, the Pod schema the CRD embeds.
+        ("spec.podTemplate.spec.containers.0.ports.0.containerPort", "metrics",
+         "spec.podTemplate.spec.containers.0.ports.0.containerPort", "type"),
+        # The leeway for an older CRD is for a newer v<major>_<minor> only.
+        ("spec.flinkVersion", "2.2", "spec.flinkVersion", "enum"),
+        ("spec.flinkVersion", "v1_12", "spec.flinkVersion", "enum"),
+    ],
+)
+def test_crd_rejects_a_broken_manifest(
+    crd_schema: dict[str, Any], path: str, value: Any, rejected_at: str, validator: str
+) -> None:
+    broken = copy.deepcopy(the_one("FlinkDeployment"))
+    if path.startswith("spec.flinkConfiguration."):
+        # Flink keys contain dots: the last level is one key.
+        broken["spec"]["flinkConfiguration"][path.removeprefix("spec.flinkConfiguration.")] = value
+    else:
+        _set(broken, path, value)
+    errors = [e for e in crd_errors(crd_schema, broken) if not newer_than_the_crd(e)]
+    assert [(".".join(map(str, e.absolute_path)), e.validator) for e in errors] == [(rejected_at, validator)]

@@ -13,10 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.trend_store import latest_revisions
+from feedtrends.exit_codes import BAD_INPUT, REFUSED, UNREACHABLE, exit_code
 from feedtrends.query import (
-    EXIT_BACKEND,
-    EXIT_NOTHING,
-    EXIT_USAGE,
     ROW_FIELDS,
     TABLE_COLUMNS,
     BackendUnavailable,
@@ -97,7 +95,7 @@ def test_parse_time_ms_accepts_iso_epoch_and_relative(text: str, expected: int) 
 def test_parse_time_ms_rejects_with_usage_error(text: str) -> None:
     with pytest.raises(QueryInputError) as info:
         parse_time_ms(text, NOW)
-    assert info.value.exit_code == EXIT_USAGE
+    assert exit_code(info.value) == BAD_INPUT
     assert "\n" not in str(info.value)
 
 
@@ -107,12 +105,11 @@ def test_utc_iso_round_trips_to_the_second(ms: int) -> None:
 
 
 def test_error_classes_carry_their_exit_codes() -> None:
-    assert (QueryInputError.exit_code, NothingFound.exit_code, BackendUnavailable.exit_code) == (
-        EXIT_USAGE,
-        EXIT_NOTHING,
-        EXIT_BACKEND,
-    )
-    assert len({EXIT_USAGE, EXIT_NOTHING, EXIT_BACKEND, 0}) == 4
+    assert [exit_code(cls("x")) for cls in (QueryInputError, NothingFound, BackendUnavailable)] == [
+        BAD_INPUT,
+        REFUSED,
+        UNREACHABLE,
+    ]
 
 
 # --------------------------------------------------------------------------- latest revisions

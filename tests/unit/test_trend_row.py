@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs.trend_row import PARQUET_COLUMNS, PARQUET_NULLABLE, PARQUET_PARTITION_COLUMNS, TrendRow, utc_date
+from udfs.trend_row import COLUMNS, JSON_COLUMNS, TrendRow, utc_date
 
 ROW = TrendRow(
     window_start=1_700_000_000_000,
@@ -79,19 +78,20 @@ def test_utc_date(ms: int, date: str) -> None:
     assert utc_date(ms) == date
 
 
-_ARROW = {"int64": pa.int64(), "int32": pa.int32(), "double": pa.float64(), "string": pa.string(), "list<string>": pa.list_(pa.string())}
+def test_the_spec_lists_every_field_once_and_only_rank_may_be_null() -> None:
+    names = [c.name for c in COLUMNS]
+    assert len(names) == len(set(names))
+    assert [c.name for c in JSON_COLUMNS] == [n for n in names if n != "window_date"]
+    assert set(ROW.__slots__) == set(n for n in names if n != "window_date")
+    assert {c.name for c in COLUMNS if c.nullable} == {"rank"}
+    assert [c.name for c in COLUMNS if c.partition] == ["window_date"]
 
 
-def test_parquet_spec_maps_to_arrow_and_matches_records() -> None:
-    names = [name for name, _ in PARQUET_COLUMNS]
-    assert set(names) == set(ROW.__slots__) | {"window_date"}
-    assert PARQUET_NULLABLE <= set(names) and set(PARQUET_PARTITION_COLUMNS) <= set(names)
-    schema = pa.schema([pa.field(n, _ARROW[t], nullable=n in PARQUET_NULLABLE) for n, t in PARQUET_COLUMNS])
-    rows = [ROW, TrendRow(0, 10, "feed:x", 1, 1, 0.0, 1.0, None, 1, 5, ())]
-    table = pa.Table.from_pylist([r.to_parquet_record() for r in rows], schema=schema)
-    assert table.column("window_date").to_pylist() == ["2023-11-14", "1970-01-01"]
-    assert table.column("rank").to_pylist() == [1, None]
-    assert table.column("examples").to_pylist()[0] == list(ROW.examples)
+def test_column_values_follow_the_spec_and_json_matches_them() -> None:
+    values = dict(zip([c.name for c in COLUMNS], ROW.column_values()))
+    assert values["window_date"] == "2023-11-14" and values["examples"] == list(ROW.examples)
+    assert json.loads(ROW.to_json()) == {k: v for k, v in values.items() if k != "window_date"}
+    assert list(json.loads(ROW.to_json())) == sorted(c.name for c in JSON_COLUMNS)
 
 
 def test_values_crossing_operators_pickle() -> None:
