@@ -59,10 +59,9 @@ import re
 import socket
 from pathlib import Path
 
-from connectors import feeds, flink_cluster, retry, stack
+from connectors import feed_list, feeds, flink_cluster, retry, stack
 from core.config import ConfigError
-from feedtrends import exit_codes, operations
-from udfs import entries, query
+from feedtrends import exit_codes, operations, query
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("core", "connectors", "udfs", "feedtrends")
@@ -70,7 +69,7 @@ PACKAGES = ("core", "connectors", "udfs", "feedtrends")
 # Every error the product raises, with the code the README gives its kind.
 EXPECTED: dict[type[BaseException], int] = {
     ConfigError: 2,
-    entries.FeedListError: 2,
+    feed_list.FeedListError: 2,
     feeds.StateFileError: 2,
     query.QueryInputError: 2,
     operations.OperationInputError: 2,
@@ -83,6 +82,7 @@ EXPECTED: dict[type[BaseException], int] = {
     query.NothingFound: 1,
     retry.BackendUnavailable: 3,
     query.BackendUnavailable: 3,
+    TimeoutError: 3,  # a topic read that never reached its end offsets
 }
 # Raised and caught inside their own module, never seen by the CLI: the retry helpers
 # turn FlinkUnreachable into BackendUnavailable, a feed's _FetchError is its failure
@@ -92,8 +92,9 @@ NEVER_REACH_THE_CLI = {"FlinkUnreachable", "_FetchError", "ArgumentTypeError", "
 
 def _modules():
     for package in PACKAGES:
-        for path in sorted((REPO / package).glob("*.py")):
-            yield path, importlib.import_module(f"{package}.{path.stem}")
+        for path in sorted((REPO / package).rglob("*.py")):
+            dotted = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            yield path, importlib.import_module(dotted)
 
 
 def _raised_names(path: Path) -> set[str]:
