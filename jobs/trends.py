@@ -1,9 +1,9 @@
 """The trends job: Kafka events -> dedup -> tumbling term windows -> trend scores.
 
-Wiring only.  Every decision is made by a pure function in `udfs/`; each stateful
-operator below loads its state, calls that function, stores the result and sets
-timers (tests/streaming_sim.py is the same pipeline as plain Python, used by the
-property tests).  Sources and sinks come from `connectors/`, so tests can hand
+Wiring only.  Each stateful operator below is a shell over a step function in
+`udfs/operators.py`: it loads its state, calls the step, applies the state writes,
+registers the timers and yields the outputs.  tests/streaming_sim.py drives the same
+steps as plain Python, for the property tests.  Sources and sinks come from `connectors/`, so tests can hand
 `build()` a collection source and collect the outputs.
 
     records (value bytes, topic, partition, offset; timestamp = published_at)
@@ -37,23 +37,10 @@ from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, Source
 from core.config import Config, load_config
 from udfs.dead_letter import dlq_record, late_record
 from udfs.buckets import MAX_PARALLELISM, group_by_bucket
-from udfs.dedup import dedup_step
+from udfs.operators import BucketWindows, Step, dedup_verdict, partition_watermark, rank_fire, rank_timers
 from udfs.terms import article_terms
-from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
 from udfs.validate import Rejection, parse_event
-from udfs.windows import (
-    MAX_WATERMARK,
-    TermWindow,
-    add_article,
-    bounded_watermark,
-    classify_lateness,
-    cleanup_time,
-    expiry_time,
-    fire_time,
-    last_fired_window_start,
-    window_end,
-    window_start,
-)
+from udfs.windows import window_start
 
 DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
 LATE_TAG = OutputTag("late-events", SIDE_TYPE)
@@ -68,8 +55,8 @@ class ParseValidate(KeyedProcessFunction):
     Lateness is decided on it: Flink's own watermark starts again from nothing
     after a restore, and PyFlink hands keyed Python functions a watermark that
     lags while a bundle is open; either would let a late event through after a
-    failure, which the run without failure had rejected.  Downstream watermarks are
-    never ahead of it, so a window judged still open here is still open there.
+    failure, which the run without failure had rejected.  Whether a window has
+    fired is decided downstream by term-windows' own timers, not by this watermark.
     """
 
     def __init__(self, config: Config):
@@ -98,10 +85,10 @@ class ParseValidate(KeyedProcessFunction):
             max_ts = self.max_seen[partition]
         else:
             max_ts = self.max_seen[partition] = self.max_published_at.value()
-        watermark = bounded_watermark(max_ts, self.out_of_orderness_ms)
-        if max_ts is None or parsed.published_at > max_ts:
-            self.max_published_at.update(parsed.published_at)
-            self.max_seen[partition] = parsed.published_at
+        watermark, new_max = partition_watermark(max_ts, parsed.published_at, self.out_of_orderness_ms)
+        if new_max is not None:
+            self.max_published_at.update(new_max)
+            self.max_seen[partition] = new_max
         yield parsed, topic, partition, offset, watermark
 
 
@@ -145,45 +132,25 @@ class Dedup(KeyedProcessFunction):
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
         article, topic, partition, offset, watermark = value
-        new_seen, emit = dedup_step(bool(self.seen.value()), article)
-        if new_seen:
+        verdict = dedup_verdict(bool(self.seen.value()), article, watermark, self.size_ms, self.lateness_ms)
+        if verdict.write_seen:
             self.seen.update(True)
-        if not emit:
+        if verdict.kind == "duplicate":
             self.duplicates.inc()
             return
-        is_late, late_by_ms = classify_lateness(article.published_at, watermark, self.size_ms, self.lateness_ms)
-        if is_late:
+        if verdict.kind == "late":
             self.late.inc()
             record = late_record(
-                article, late_by_ms, watermark, topic, partition, offset,
+                article, verdict.late_by_ms, watermark, topic, partition, offset,
                 window_start=window_start(article.published_at, self.size_ms),
             )
             yield LATE_TAG, Row(article.article_id, record.decode())
             return
-        yield article, watermark
-
-
-class _Bucket:
-    """One bucket's term windows, held in Python as well as in Flink state.
-
-    The operator is the only writer of its state, and a restore (failure,
-    rescale, savepoint) builds a new operator instance, so this copy is always
-    what the state holds: reads come from here, only writes go to Flink.
-    """
-
-    def __init__(self) -> None:
-        self.by_term: dict[str, dict[int, TermWindow]] = {}  # term -> window_start -> counts
-        self.by_window: dict[int, set[str]] = {}  # window_start -> terms with counts in it
-        self.fire_timers: set[int] = set()  # windows whose fire timer this instance registered
-        self.expiry_timers: set[int] = set()
-
-    def add(self, ws: int, term: str, agg: TermWindow) -> None:
-        self.by_term.setdefault(term, {})[ws] = agg
-        self.by_window.setdefault(ws, set()).add(term)
+        yield article
 
 
 class TermWindows(KeyedProcessFunction):
-    """Keyed by term bucket (udfs/buckets.py): article counts per (term, tumbling window), and each term's history.
+    """Keyed by term bucket (udfs/buckets.py): a shell over `udfs.operators.BucketWindows`.
 
     Emits (window_start, ((term, Candidate), ...), watermark) when a window fires, and
     again for a fired window (and the later fired windows whose baseline includes
@@ -199,75 +166,48 @@ class TermWindows(KeyedProcessFunction):
         self.k = config.examples
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # "<window_start> <term>" -> TermWindow.to_state() (a term may hold spaces; the number never does)
+        # state_key(window_start, term) -> TermWindow.to_state()
         self.counts = runtime_context.get_map_state(
             MapStateDescriptor("counts", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
-        self.buckets: dict[int, _Bucket] = {}
+        # the latest timer that fired for the bucket (BucketWindows.timer_watermark)
+        self.timer_watermark = runtime_context.get_state(ValueStateDescriptor("timer_watermark", Types.LONG()))
+        self.buckets: dict[int, BucketWindows] = {}
 
-    def _bucket(self, key: int) -> _Bucket:
+    def _bucket(self, key: int) -> BucketWindows:
         bucket = self.buckets.get(key)
         if bucket is None:
             # First touch of this key since the operator started: load its state once.
-            bucket = _Bucket()
-            for state_key, agg_state in self.counts.items():
-                ws, term = state_key.split(" ", 1)
-                bucket.add(int(ws), term, TermWindow.from_state(agg_state))
-            self.buckets[key] = bucket
+            bucket = self.buckets[key] = BucketWindows(self.size_ms, self.lateness_ms, self.n, self.k).load(
+                list(self.counts.items()), self.timer_watermark.value()
+            )
         return bucket
 
+    def _apply(self, step: Step, timers) -> None:
+        for ts in step.timers:
+            timers.register_event_time_timer(ts)
+        if step.puts:
+            # One call into the JVM for all the record's terms (a call per term cost more than the counting).
+            self.counts.put_all(step.puts)
+        for key in step.removes:
+            self.counts.remove(key)
+
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
-        _, terms, ws, article_id, feed_url, title, published_at, watermark = value
-        bucket = self._bucket(ctx.get_current_key())
-        timers = ctx.timer_service()
-        if ws not in bucket.expiry_timers:
-            timers.register_event_time_timer(expiry_time(ws, self.size_ms, self.lateness_ms, self.n))
-            bucket.expiry_timers.add(ws)
-        fired_upto = last_fired_window_start(watermark, self.size_ms)
-        if ws > fired_upto and ws not in bucket.fire_timers:
-            timers.register_event_time_timer(fire_time(ws, self.size_ms))
-            bucket.fire_timers.add(ws)
-        updates = {}
-        for term in terms:
-            history = bucket.by_term.get(term, {})
-            agg = add_article(
-                history.get(ws), article_id=article_id, feed_url=feed_url, title=title, published_at=published_at,
-                k=self.k,
-            )
-            bucket.add(ws, term, agg)
-            updates[f"{ws} {term}"] = agg.to_state()  # plain tuples pickle ~3x faster than the dataclass
-        # One call into the JVM for all the record's terms (a call per term cost more than the counting).
-        self.counts.put_all(updates)
-        if ws > fired_upto:
-            return
-        refreshed: dict[int, list[tuple[str, Candidate]]] = {}
-        for term in terms:
-            history = bucket.by_term[term]
-            for w in rows_to_refresh(history, ws, fired_upto, self.size_ms, self.n):
-                refreshed.setdefault(w, []).append((term, term_candidate(history, w, self.size_ms, self.n)))
-        for w in sorted(refreshed):
-            yield w, tuple(refreshed[w]), watermark
+        _, terms, ws, article_id, feed_url, title, published_at = value
+        step = self._bucket(ctx.get_current_key()).add(
+            ws, terms, article_id=article_id, feed_url=feed_url, title=title, published_at=published_at,
+        )
+        self._apply(step, ctx.timer_service())
+        for w, candidates in step.out:
+            yield w, candidates, step.watermark
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
-        bucket = self._bucket(ctx.get_current_key())
-        for ws in sorted(bucket.by_window):
-            if fire_time(ws, self.size_ms) == timestamp:
-                # The watermark has reached the timer: it is at least `timestamp`.
-                # One record per (bucket, window) to the ranker, not one per term.
-                candidates = tuple(
-                    (term, term_candidate(bucket.by_term[term], ws, self.size_ms, self.n))
-                    for term in sorted(bucket.by_window[ws])
-                )
-                yield ws, candidates, timestamp
-        for ws in [w for w in bucket.by_window if expiry_time(w, self.size_ms, self.lateness_ms, self.n) <= timestamp]:
-            for term in bucket.by_window.pop(ws):
-                self.counts.remove(f"{ws} {term}")
-                history = bucket.by_term[term]
-                del history[ws]
-                if not history:
-                    del bucket.by_term[term]
-            bucket.fire_timers.discard(ws)
-            bucket.expiry_timers.discard(ws)
+        step = self._bucket(ctx.get_current_key()).on_timer(timestamp)
+        self.timer_watermark.update(step.watermark)
+        self._apply(step, ctx.timer_service())
+        # The watermark has reached the timer: it is at least `timestamp`.
+        for ws, candidates in step.out:
+            yield ws, candidates, timestamp
 
 
 class Rank(KeyedProcessFunction):
@@ -296,27 +236,26 @@ class Rank(KeyedProcessFunction):
         ws, candidates, watermark = value
         self.pending.put_all({term: tuple(candidate) for term, candidate in candidates})
         timers = ctx.timer_service()
-        # Never past Long.MAX_VALUE: at the end of a bounded input the watermark is already there.
-        revise_at = min(max(fire_time(ws, self.size_ms), watermark + 1), MAX_WATERMARK)
-        timers.register_event_time_timer(revise_at)
-        timers.register_event_time_timer(cleanup_time(ws, self.size_ms, self.lateness_ms))
+        for ts in rank_timers(ws, watermark, self.size_ms, self.lateness_ms):
+            timers.register_event_time_timer(ts)
         return iter(())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
         ws = ctx.get_current_key()
         pending = dict(self.pending.items())
+        step = rank_fire(
+            dict(self.previous.items()) if pending else {}, pending, timestamp, ws,
+            size_ms=self.size_ms, lateness_ms=self.lateness_ms, min_support=self.min_support,
+            emitted_at=int(time.time() * 1000),
+        )
         if pending:
-            previous = dict(self.previous.items())
-            _, rows = revise(
-                previous, pending, self.min_support, ws, window_end(ws, self.size_ms), emitted_at=int(time.time() * 1000)
-            )
             self.pending.clear()
-            if rows:
-                self.previous.put_all({row.term: row for row in rows})
-                self.rows_out.inc(len(rows))
-            for row in rows:
-                yield to_sink_row(row)
-        if timestamp >= cleanup_time(ws, self.size_ms, self.lateness_ms):
+        if step.rows:
+            self.previous.put_all({row.term: row for row in step.rows})
+            self.rows_out.inc(len(step.rows))
+        for row in step.rows:
+            yield to_sink_row(row)
+        if step.clear:
             self.previous.clear()
             self.pending.clear()
 
@@ -352,7 +291,7 @@ def build(
         .set_parallelism(p)
     )
 
-    # -> (Article, watermark): first copy only, not late beyond lateness
+    # -> Article: first copy only, not late beyond lateness
     articles = (
         parsed.key_by(lambda v: v[0].article_id, key_type=Types.STRING())
         .process(Dedup(config))
@@ -361,14 +300,13 @@ def build(
         .set_parallelism(p)
     )
 
-    # -> (bucket key, terms, window_start, article_id, feed_url, title, published_at, watermark):
+    # -> (bucket key, terms, window_start, article_id, feed_url, title, published_at):
     # one record per term bucket the article's terms fall into (udfs/buckets.py).
-    def explode(value):
-        article, watermark = value
+    def explode(article):
         ws = window_start(article.published_at, size_ms)
         terms = article_terms(article, include_summary=include_summary)
         for key, bucket_terms in group_by_bucket(terms, buckets).items():
-            yield key, bucket_terms, ws, article.article_id, article.feed_url, article.title, article.published_at, watermark
+            yield key, bucket_terms, ws, article.article_id, article.feed_url, article.title, article.published_at
 
     term_hits = articles.flat_map(explode).name("explode-terms").uid("explode-terms").set_parallelism(p)
 

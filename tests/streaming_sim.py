@@ -1,30 +1,31 @@
-"""A single-threaded simulation of the trends job's operators, for property tests.
+"""A single-threaded run of the trends job's operators, for property tests.
 
-It mirrors the Flink wiring one operator per class, with the state each keeps and
-the timers each sets, so `jobs/trends.py` can follow it line by line:
+It drives the step functions of `udfs/operators.py`, the same ones the Flink
+operators in `jobs/trends.py` are shells over, with dicts for keyed state and a
+heap for each operator's timers:
 
     records
-      -> validate          (stateless)  Rejection -> DLQ side output
-      -> DedupOperator     keyed by article_id; state: seen (bool);
-                           first copy passes, then the lateness check against the
-                           operator's current watermark -> late side output
-      -> explode terms     (stateless)  article -> (term, window_start, example fields)
-      -> TermOperator      keyed by term; state: counts {window_start: TermWindow};
-                           timers: fire_time(ws) to emit the window's candidate,
-                           expiry_time(ws) to drop counts no longer needed
-      -> RankOperator      keyed by window_start; state: previous {term: TrendRow},
-                           pending {term: Candidate}; timers: a "revise" timer at
-                           max(fire_time(ws), watermark + 1) and cleanup_time(ws)
+      -> parse-validate    keyed by partition: parse_event; partition_watermark
+                           (lateness watermark: each partition's own, or one for all
+                           with watermark_scope="global")    Rejection -> DLQ
+      -> dedup             keyed by article_id: dedup_verdict -> late side output
+      -> explode terms     article -> one record per term bucket (group_by_bucket)
+      -> term-windows      keyed by bucket: BucketWindows.add / .on_timer
+      -> rank              keyed by window_start: rank_timers / rank_fire
       -> rows (upsert by key)
 
-Watermarks: one watermark for the whole pipeline, advanced after every record like
-a bounded-out-of-orderness generator with emission after each event.  When it
-advances, operators fire their timers in pipeline order (term operator first, then
-the ranker), like Flink does as the watermark travels downstream: candidates a
-term operator emits while firing reach the ranker before the ranker sees the new
-watermark, hence the ranker's revise timer at max(fire_time, its watermark + 1).
-Timers are de-duplicated per (key, timestamp) like Flink's timer service, so one
-callback may have to do both a fire and a cleanup.
+Two watermarks, as in the job.  Lateness is decided on the partition watermark
+the record carries (from valid events, or all records: `watermark_source`).
+Timers fire on the operators' watermark, which Flink's source makes from every
+record's timestamp per partition and takes the minimum over `partitions` (one
+not read yet holds it back; with watermark_scope="global", one watermark over
+all records).  So a record's partition watermark can be ahead of the operators'
+watermark (a slow partition holds it) or behind it (a bad record's timestamp
+moved it on).  When it advances, term-windows fire first and their candidates
+reach the ranker before the ranker's own timers, as the watermark travels
+downstream in Flink.  Timers are de-duplicated per (key, timestamp) like Flink's
+timer service.  Not modelled: idleness (a partition quiet for `idleness_ms`
+stops holding the watermark, see README).
 """
 
 from __future__ import annotations
@@ -35,24 +36,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from tests.oracle import Record, TrendParams, Watermark
+from udfs.buckets import group_by_bucket
 from udfs.dead_letter import dlq_record, late_record
-from udfs.dedup import dedup_step
+from udfs.operators import BucketWindows, dedup_verdict, partition_watermark, rank_fire, rank_timers
 from udfs.terms import article_terms
-from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
 from udfs.trend_row import TrendRow
 from udfs.validate import Article, Rejection, parse_event
-from udfs.windows import (
-    MAX_WATERMARK,
-    TermWindow,
-    add_article,
-    classify_lateness,
-    cleanup_time,
-    expiry_time,
-    fire_time,
-    last_fired_window_start,
-    window_end,
-    window_start,
-)
+from udfs.windows import MAX_WATERMARK, NO_WATERMARK, window_start
 
 TOPIC = "feed-events"
 
@@ -76,113 +66,24 @@ class Timers:
             yield ts, key
 
 
-class DedupOperator:
-    def __init__(self, params: TrendParams) -> None:
-        self.params = params
-        self.seen: dict[str, bool] = {}  # ValueState[bool] per article_id (TTL in Flink)
-
-    def process(self, article: Article, watermark: int) -> tuple[str, int]:
-        """Returns ("duplicate", 0), ("late", late_by_ms) or ("ok", 0)."""
-        new_seen, emit = dedup_step(self.seen.get(article.article_id, False), article)
-        self.seen[article.article_id] = new_seen
-        if not emit:
-            return "duplicate", 0
-        is_late, late_by = classify_lateness(
-            article.published_at, watermark, self.params.size_ms, self.params.lateness_ms
-        )
-        return ("late", late_by) if is_late else ("ok", 0)
-
-
-class TermOperator:
-    """Keyed by term.  Emits (window_start, term, Candidate)."""
-
-    def __init__(self, params: TrendParams) -> None:
-        self.params = params
-        self.counts: dict[str, dict[int, TermWindow]] = {}  # MapState[ws -> TermWindow] per term
-        self.timers = Timers()
-
-    def process(self, term: str, ws: int, article: Article, watermark: int) -> list[tuple[int, str, Candidate]]:
-        p = self.params
-        counts = self.counts.setdefault(term, {})
-        counts[ws] = add_article(
-            counts.get(ws),
-            article_id=article.article_id,
-            feed_url=article.feed_url,
-            title=article.title,
-            published_at=article.published_at,
-            k=p.k,
-        )
-        self.timers.register(term, expiry_time(ws, p.size_ms, p.lateness_ms, p.n))
-        fired_upto = last_fired_window_start(watermark, p.size_ms)
-        if ws > fired_upto:
-            self.timers.register(term, fire_time(ws, p.size_ms))
-            return []
-        # Late but within lateness: this window and the later fired windows whose
-        # baseline includes it get a fresh candidate.
-        return [
-            (w, term, term_candidate(counts, w, p.size_ms, p.n))
-            for w in rows_to_refresh(counts, ws, fired_upto, p.size_ms, p.n)
-        ]
-
-    def on_timer(self, term: str, ts: int) -> list[tuple[int, str, Candidate]]:
-        p = self.params
-        counts = self.counts.get(term, {})
-        out = [
-            (ws, term, term_candidate(counts, ws, p.size_ms, p.n))
-            for ws in sorted(counts)
-            if fire_time(ws, p.size_ms) == ts
-        ]
-        for ws in [w for w in counts if expiry_time(w, p.size_ms, p.lateness_ms, p.n) <= ts]:
-            del counts[ws]
-        if not counts:
-            self.counts.pop(term, None)
-        return out
-
-
-class RankOperator:
-    """Keyed by window_start.  Emits TrendRows (only the changed ones)."""
-
-    def __init__(self, params: TrendParams) -> None:
-        self.params = params
-        self.previous: dict[int, dict[str, TrendRow]] = {}  # MapState[term -> TrendRow] per window
-        self.pending: dict[int, dict[str, Candidate]] = {}  # MapState[term -> Candidate] per window
-        self.timers = Timers()
-
-    def process(self, ws: int, term: str, candidate: Candidate, watermark: int) -> None:
-        p = self.params
-        self.pending.setdefault(ws, {})[term] = candidate
-        self.timers.register(ws, max(fire_time(ws, p.size_ms), watermark + 1))
-        self.timers.register(ws, cleanup_time(ws, p.size_ms, p.lateness_ms))
-
-    def on_timer(self, ws: int, ts: int) -> list[TrendRow]:
-        p = self.params
-        rows: list[TrendRow] = []
-        pending = self.pending.pop(ws, None)
-        if pending:
-            new_previous, rows = revise(
-                self.previous.get(ws, {}),
-                pending,
-                p.min_support,
-                ws,
-                window_end(ws, p.size_ms),
-                emitted_at=ts,
-            )
-            self.previous[ws] = new_previous
-        if ts >= cleanup_time(ws, p.size_ms, p.lateness_ms):
-            self.previous.pop(ws, None)
-        return rows
-
-
 class StreamingSim:
     """Feed records one by one with `process`, then `finish()`; read the outputs."""
 
-    def __init__(self, params: TrendParams) -> None:
+    def __init__(self, params: TrendParams, *, partitions: tuple[int, ...] = (0, 1, 2), buckets: int = 4) -> None:
         self.params = params
-        self.watermark = Watermark(params.out_of_orderness_ms)
-        self.current_watermark = self.watermark.current
-        self.dedup = DedupOperator(params)
-        self.terms = TermOperator(params)
-        self.ranker = RankOperator(params)
+        self.partitions = partitions if params.watermark_scope == "partition" else (-1,)
+        self.buckets = buckets
+        # parse-validate: ValueState max_published_at per partition (or one, "global")
+        self.max_published_at: dict[int, int | None] = {}
+        # the operators' watermark: per partition from every record, min over the partitions
+        self.source_watermarks = {part: Watermark(params.out_of_orderness_ms) for part in self.partitions}
+        self.current_watermark = NO_WATERMARK
+        self.seen: dict[str, bool] = {}  # dedup: ValueState[bool] per article_id (TTL in Flink)
+        self.windows: dict[int, BucketWindows] = {}  # term-windows: state per bucket key
+        self.window_timers = Timers()
+        self.previous: dict[int, dict[str, TrendRow]] = {}  # rank: MapState term -> TrendRow per window
+        self.pending: dict[int, dict[str, Any]] = {}  # rank: MapState term -> Candidate per window
+        self.rank_timers = Timers()
         # outputs
         self.emitted: list[TrendRow] = []
         self.latest: dict[str, TrendRow] = {}
@@ -195,47 +96,91 @@ class StreamingSim:
     # -- pipeline -------------------------------------------------------------
     def process(self, record: Record) -> None:
         partition, offset, timestamp_ms, value = record
-        wm = self.current_watermark
+        p = self.params
+        lateness_key = partition if p.watermark_scope == "partition" else -1
         parsed = parse_event(value)
-        if self.params.watermark_source == "all_records":
-            self.watermark.observe(timestamp_ms)
         if isinstance(parsed, Rejection):
             self.dlq[(partition, offset)] = parsed.reason
             self.dlq_records.append(dlq_record(value, parsed.reason, TOPIC, partition, offset, detail=parsed.detail))
+            if p.watermark_source == "all_records":
+                self._observe_lateness(lateness_key, timestamp_ms)
         else:
-            if self.params.watermark_source == "valid_events":
-                self.watermark.observe(parsed.published_at)
-            self._article(parsed, partition, offset, wm)
-        self._advance(self.watermark.current)
+            observed = timestamp_ms if p.watermark_source == "all_records" else parsed.published_at
+            max_ts = self.max_published_at.get(lateness_key)
+            watermark, new_max = partition_watermark(max_ts, observed, p.out_of_orderness_ms)
+            if new_max is not None:
+                self.max_published_at[lateness_key] = new_max
+            self._article(parsed, partition, offset, watermark)
+        self._observe_source(lateness_key, timestamp_ms)
 
-    def _article(self, article: Article, partition: int, offset: int, wm: int) -> None:
+    def _observe_lateness(self, key: int, ts: int) -> None:
+        _, new_max = partition_watermark(self.max_published_at.get(key), ts, self.params.out_of_orderness_ms)
+        if new_max is not None:
+            self.max_published_at[key] = new_max
+
+    def _observe_source(self, partition: int, ts: int) -> None:
+        """`partition`: the record's, or -1 for every record (watermark_scope=\"global\")."""
+        self.source_watermarks[partition].observe(ts)
+        self._advance(min(wm.current for wm in self.source_watermarks.values()))
+
+    def _article(self, article: Article, partition: int, offset: int, watermark: int) -> None:
         p = self.params
-        verdict, late_by = self.dedup.process(article, wm)
-        if verdict == "duplicate":
+        verdict = dedup_verdict(
+            self.seen.get(article.article_id, False), article, watermark, p.size_ms, p.lateness_ms
+        )
+        if verdict.write_seen:
+            self.seen[article.article_id] = True
+        if verdict.kind == "duplicate":
             self.duplicates.add((partition, offset))
             return
         ws = window_start(article.published_at, p.size_ms)
-        if verdict == "late":
-            self.late[(partition, offset)] = late_by
-            self.late_records.append(late_record(article, late_by, wm, TOPIC, partition, offset, window_start=ws))
+        if verdict.kind == "late":
+            self.late[(partition, offset)] = verdict.late_by_ms
+            self.late_records.append(
+                late_record(article, verdict.late_by_ms, watermark, TOPIC, partition, offset, window_start=ws)
+            )
             return
-        # article -> (term, window_start, article) for each term
-        for term in article_terms(article, include_summary=p.include_summary, max_terms=p.max_terms):
-            # (term) -> (window_start, term, Candidate)
-            for ws_out, t, candidate in self.terms.process(term, ws, article, wm):
-                self.ranker.process(ws_out, t, candidate, wm)
+        terms = article_terms(article, include_summary=p.include_summary, max_terms=p.max_terms)
+        for key, bucket_terms in group_by_bucket(terms, self.buckets).items():
+            bucket = self.windows.setdefault(key, BucketWindows(p.size_ms, p.lateness_ms, p.n, p.k))
+            step = bucket.add(
+                ws, bucket_terms, article_id=article.article_id, feed_url=article.feed_url, title=article.title,
+                published_at=article.published_at,
+            )
+            for ts in step.timers:
+                self.window_timers.register(key, ts)
+            for w, candidates in step.out:
+                self._to_ranker(w, candidates, step.watermark)
+
+    def _to_ranker(self, ws: int, candidates, watermark: int) -> None:
+        p = self.params
+        self.pending.setdefault(ws, {}).update({term: tuple(c) for term, c in candidates})
+        for ts in rank_timers(ws, watermark, p.size_ms, p.lateness_ms):
+            self.rank_timers.register(ws, ts)
 
     def _advance(self, new_watermark: int) -> None:
         if new_watermark <= self.current_watermark:
             return
-        old = self.current_watermark
-        for ts, term in self.terms.timers.due(new_watermark):
-            for ws, t, candidate in self.terms.on_timer(term, ts):
-                # the ranker still has the old watermark: it has not seen new_watermark yet
-                self.ranker.process(ws, t, candidate, old)
-        for ts, ws in self.ranker.timers.due(new_watermark):
-            for row in self.ranker.on_timer(ws, ts):
+        p = self.params
+        for ts, key in self.window_timers.due(new_watermark):
+            step = self.windows[key].on_timer(ts)
+            for t in step.timers:
+                self.window_timers.register(key, t)
+            for ws, candidates in step.out:
+                self._to_ranker(ws, candidates, ts)
+        for ts, ws in self.rank_timers.due(new_watermark):
+            pending = self.pending.pop(ws, {})
+            step = rank_fire(
+                self.previous.get(ws, {}), pending, ts, ws,
+                size_ms=p.size_ms, lateness_ms=p.lateness_ms, min_support=p.min_support, emitted_at=ts,
+            )
+            if step.rows:
+                self.previous.setdefault(ws, {}).update({row.term: row for row in step.rows})
+            for row in step.rows:
                 self._emit(row)
+            if step.clear:
+                self.previous.pop(ws, None)
+                self.pending.pop(ws, None)
         self.current_watermark = new_watermark
 
     def _emit(self, row: TrendRow) -> None:
@@ -268,10 +213,10 @@ class StreamingSim:
     def state_sizes(self) -> dict[str, int]:
         """How much keyed state is left (after finish() everything but dedup should be empty)."""
         return {
-            "dedup": len(self.dedup.seen),
-            "term_counts": sum(len(c) for c in self.terms.counts.values()),
-            "ranker_previous": len(self.ranker.previous),
-            "ranker_pending": len(self.ranker.pending),
+            "dedup": len(self.seen),
+            "term_counts": sum(bucket.size() for bucket in self.windows.values()),
+            "ranker_previous": len(self.previous),
+            "ranker_pending": len(self.pending),
         }
 
 

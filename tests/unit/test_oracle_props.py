@@ -61,6 +61,7 @@ params_st = st.builds(
     k=st.integers(1, 3),
     max_terms=st.sampled_from([4, 64]),
     watermark_source=st.sampled_from(["valid_events", "all_records"]),
+    watermark_scope=st.sampled_from(["global", "partition"]),
 )
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -77,9 +78,9 @@ def assert_ranks_are_permutations(rows: dict[str, tuple[Any, ...]]) -> None:
         assert sorted(ranks) == list(range(1, len(ranks) + 1))
 
 
-def check_sim_equals_oracle(records: list[Record], params: TrendParams) -> StreamingSim:
+def check_sim_equals_oracle(records: list[Record], params: TrendParams, buckets: int = 4) -> StreamingSim:
     oracle = run_oracle(records, params)
-    sim = StreamingSim(params).run(records)
+    sim = StreamingSim(params, buckets=buckets).run(records)
     assert sim.dlq == oracle.dlq
     assert sim.late == oracle.late
     assert sim.duplicates == oracle.duplicates
@@ -107,13 +108,16 @@ def test_streaming_equals_batch_without_late_events(items: list[dict[str, Any]],
 
 
 @SETTINGS
-@given(st.lists(item_st, min_size=5, max_size=40), params_st, st.integers(0, 180), st.randoms(use_true_random=False))
+@given(
+    st.lists(item_st, min_size=5, max_size=40), params_st, st.integers(0, 180), st.randoms(use_true_random=False),
+    st.sampled_from([1, 4]),
+)
 def test_streaming_equals_batch_with_garbage_and_late_events(
-    items: list[Any], params: TrendParams, jitter_minutes: int, rnd: random.Random
+    items: list[Any], params: TrendParams, jitter_minutes: int, rnd: random.Random, buckets: int
 ) -> None:
     # Roughly time-ordered, like a real log: sorted by publication minute plus jitter.
     items.sort(key=lambda i: (i["minute"] if isinstance(i, dict) else 0) + rnd.uniform(-1, 1) * jitter_minutes)
-    check_sim_equals_oracle(to_records(items), params)
+    check_sim_equals_oracle(to_records(items), params, buckets)
 
 
 @SETTINGS

@@ -1,0 +1,107 @@
+"""The operators' step functions (udfs/operators.py), one decision at a time.
+
+The property tests (test_oracle_props.py) drive the same steps through whole
+logs against the batch oracle; these pin the individual rules.
+"""
+
+from __future__ import annotations
+
+from udfs.operators import (
+    BucketWindows,
+    dedup_verdict,
+    parse_state_key,
+    partition_watermark,
+    rank_fire,
+    rank_timers,
+    state_key,
+)
+from udfs.validate import Article
+from udfs.windows import MAX_WATERMARK, NO_WATERMARK, TermWindow, cleanup_time, expiry_time, fire_time
+
+H = 3_600_000
+
+
+def article(article_id: str = "url:a", published_at: int = 10 * H) -> Article:
+    return Article(
+        event_id="e", article_id=article_id, feed_url="https://f.example/rss", feed_title="F", url=None,
+        title="storm", summary="", tags=(), language="en", published_at=published_at,
+        published_at_source="published", fetched_at=published_at,
+    )
+
+
+def add(bucket: BucketWindows, ws: int, terms: tuple[str, ...], article_id: str = "url:a"):
+    return bucket.add(ws, terms, article_id=article_id, feed_url="https://f.example/rss", title="t", published_at=ws)
+
+
+def test_partition_watermark_is_the_one_before_the_event_and_writes_only_a_new_max() -> None:
+    assert partition_watermark(None, 5 * H, 0) == (NO_WATERMARK, 5 * H)
+    assert partition_watermark(5 * H, 6 * H, 10) == (5 * H - 11, 6 * H)
+    assert partition_watermark(6 * H, 5 * H, 10) == (6 * H - 11, None)  # out of order: no write
+
+
+def test_dedup_verdict_first_copy_then_lateness() -> None:
+    on_time = dedup_verdict(False, article(published_at=10 * H), 10 * H, H, 0)
+    assert (on_time.kind, on_time.write_seen) == ("ok", True)
+    again = dedup_verdict(True, article(published_at=10 * H), 10 * H, H, 0)
+    assert again.kind == "duplicate"
+    late = dedup_verdict(False, article(published_at=8 * H), 10 * H, H, 0)
+    assert late.kind == "late" and late.late_by_ms > 0 and late.write_seen  # later copies are duplicates
+
+
+def test_state_keys_round_trip_terms_with_spaces() -> None:
+    assert parse_state_key(state_key(-H, "new york")) == (-H, "new york")
+
+
+def test_a_window_counts_until_its_timer_fires_then_late_data_refreshes_it_and_the_next_baseline() -> None:
+    bucket = BucketWindows(H, 2 * H, 1, 2)
+    step = add(bucket, 0, ("storm",))
+    assert sorted(step.timers) == [fire_time(0, H), expiry_time(0, H, 2 * H, 1)]
+    assert step.out == [] and set(step.puts) == {state_key(0, "storm")}
+    add(bucket, H, ("storm",), "url:b")
+    # Not fired yet: counted, no output, however far ahead the record's own partition is.
+    assert add(bucket, 0, ("storm",), "url:c").out == []
+    fired = bucket.on_timer(fire_time(0, H))
+    assert [(ws, [(t, c.articles) for t, c in cands]) for ws, cands in fired.out] == [(0, [("storm", 2)])]
+    assert bucket.on_timer(fire_time(H, H)).out[0][1][0][1].baseline == 2.0
+    # Late within lateness: window 0 and window 1 (its baseline includes window 0) get new candidates.
+    late = add(bucket, 0, ("storm",), "url:d")
+    assert [(ws, cands[0][1].articles, cands[0][1].baseline) for ws, cands in late.out] == [(0, 3, 0.0), (H, 1, 3.0)]
+    assert late.watermark == fire_time(H, H) and late.timers == []
+
+
+def test_the_timer_watermark_survives_a_restore() -> None:
+    bucket = BucketWindows(H, 2 * H, 1, 2)
+    puts = {}
+    for ws, article_id in ((0, "url:a"), (H, "url:b")):
+        puts.update(add(bucket, ws, ("storm",), article_id).puts)
+    bucket.on_timer(fire_time(0, H))
+    restored = BucketWindows(H, 2 * H, 1, 2).load(puts, bucket.timer_watermark)
+    assert restored.by_term == bucket.by_term
+    # Window 0 has fired: a late article refreshes it at once, on the restored instance too.
+    assert [ws for ws, _ in add(restored, 0, ("storm",), "url:c").out] == [0]
+    assert add(BucketWindows(H, 2 * H, 1, 2).load(puts), 0, ("storm",), "url:c").out == []
+
+
+def test_expiry_drops_the_window_from_memory_and_names_the_state_keys() -> None:
+    bucket = BucketWindows(H, 0, 1, 2)
+    add(bucket, 0, ("storm", "rally"))
+    step = bucket.on_timer(expiry_time(0, H, 0, 1))
+    assert sorted(step.removes) == [state_key(0, "rally"), state_key(0, "storm")]
+    assert bucket.size() == 0 and bucket.by_term == {}
+
+
+def test_rank_timers_and_fire() -> None:
+    assert rank_timers(0, NO_WATERMARK, H, 0) == (fire_time(0, H), cleanup_time(0, H, 0))
+    assert rank_timers(0, MAX_WATERMARK, H, 0)[0] == MAX_WATERMARK
+    candidate = (2, 1, 0.0, 1.0, ("storm",))
+    step = rank_fire({}, {"storm": candidate}, fire_time(0, H), 0, size_ms=H, lateness_ms=H, min_support=1, emitted_at=7)
+    assert [(r.term, r.rank, r.revision) for r in step.rows] == [("storm", 1, 1)] and not step.clear
+    previous = {row.term: row for row in step.rows}
+    same = rank_fire(previous, {"storm": candidate}, cleanup_time(0, H, H), 0, size_ms=H, lateness_ms=H,
+                     min_support=1, emitted_at=8)
+    assert same.rows == [] and same.clear
+
+
+def test_term_window_state_round_trip() -> None:
+    agg = TermWindow(2, ("a", "b"), ((1, "x", "t"),))
+    assert TermWindow.from_state(agg.to_state()) == agg

@@ -1,0 +1,241 @@
+"""The trends job's stateful operators as step functions: (state, input) -> (outputs, state writes, timers).
+
+Each keyed Python operator in `jobs/trends.py` is a thin shell over one model here:
+it loads the key's state, calls the step, applies the writes to Flink state,
+registers the timers and yields the outputs.  `tests/streaming_sim.py` drives the
+very same steps with dicts for state and a heap for timers, so the property tests
+against the batch oracle exercise this code, not a copy of it.
+
+    partition_watermark  parse-validate, keyed by Kafka partition
+    dedup_verdict        dedup, keyed by article_id
+    BucketWindows        term-windows, keyed by term bucket
+    rank_timers/rank_fire  rank, keyed by window_start
+
+Nothing here touches Flink; the only state kept in Python objects is a term
+bucket's windows (`BucketWindows`), the operator's in-memory copy of its state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+from udfs.dedup import dedup_step
+from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
+from udfs.trend_row import TrendRow
+from udfs.validate import Article
+from udfs.windows import (
+    MAX_WATERMARK,
+    NO_WATERMARK,
+    TermWindow,
+    add_article,
+    bounded_watermark,
+    classify_lateness,
+    cleanup_time,
+    expiry_time,
+    fire_time,
+    last_fired_window_start,
+    window_end,
+)
+
+# (window_start, ((term, Candidate), ...)): one window's candidates of one term bucket.
+WindowCandidates = tuple[int, tuple[tuple[str, Candidate], ...]]
+
+
+# -- parse-validate: each partition's own watermark ---------------------------------------------
+
+
+def partition_watermark(max_ts: int | None, published_at: int, out_of_orderness_ms: int) -> tuple[int, int | None]:
+    """(partition's max published_at, a valid event) -> (the partition's watermark before it, new max or None).
+
+    None means the max is unchanged (no state write).  Lateness is decided on the
+    watermark *before* the event, as a watermark generator emitting after each
+    event would have it.
+    """
+    watermark = bounded_watermark(max_ts, out_of_orderness_ms)
+    if max_ts is None or published_at > max_ts:
+        return watermark, published_at
+    return watermark, None
+
+
+# -- dedup: first copy wins, then the lateness check -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    kind: Literal["duplicate", "late", "ok"]
+    write_seen: bool  # write the article's `seen` flag (a write also restarts its TTL)
+    late_by_ms: int = 0
+
+
+def dedup_verdict(seen: bool, article: Article, watermark: int, size_ms: int, lateness_ms: int) -> Verdict:
+    """One copy of an article against its `seen` flag and its partition's watermark."""
+    new_seen, emit = dedup_step(seen, article)
+    if not emit:
+        return Verdict("duplicate", new_seen)
+    is_late, late_by_ms = classify_lateness(article.published_at, watermark, size_ms, lateness_ms)
+    return Verdict("late", new_seen, late_by_ms) if is_late else Verdict("ok", new_seen)
+
+
+# -- term-windows: one term bucket's counts per (term, window) ---------------------------------
+
+
+def state_key(ws: int, term: str) -> str:
+    """The MapState key of one (window, term): a term may hold spaces, the number never does."""
+    return f"{ws} {term}"
+
+
+def parse_state_key(key: str) -> tuple[int, str]:
+    ws, term = key.split(" ", 1)
+    return int(ws), term
+
+
+@dataclass
+class Step:
+    """What one call of a step asks the operator shell to do."""
+
+    out: list[WindowCandidates] = field(default_factory=list)
+    puts: dict[str, object] = field(default_factory=dict)  # state_key -> TermWindow.to_state()
+    removes: list[str] = field(default_factory=list)
+    timers: list[int] = field(default_factory=list)  # event-time timers to register
+    # add: the watermark the step went by (for the ranker); on_timer: the bucket's new
+    # `timer_watermark`, to keep in state
+    watermark: int = NO_WATERMARK
+
+
+class BucketWindows:
+    """One term bucket's windows: the keyed state of term-windows, held in Python.
+
+    The operator is the only writer of its state and a restore (failure, rescale,
+    savepoint) builds a new operator instance, so this copy is always what Flink's
+    state holds: reads come from here, only writes go to Flink (`Step.puts`,
+    `Step.removes`).  The timer sets remember which timers this instance has
+    registered, so each is registered once per (bucket, window); after a restore
+    they start empty and a timer may be registered again, which Flink's timer
+    service de-duplicates.
+
+    Whether a window has fired is decided by this bucket's own timers, never by
+    the watermark a record carries: `timer_watermark` is the latest timer that
+    fired for the bucket (kept in state too), and the operator's watermark has
+    passed it.  A record's partition watermark can be ahead of it (the operator's
+    watermark is the minimum over partitions: a window of a slow partition's time
+    has not fired yet, and firing it later must still see the counts its later
+    windows' baselines were computed from) or behind it (a bad record's timestamp
+    moved Flink's watermark on); either would leave a row out of date.
+    """
+
+    def __init__(self, size_ms: int, lateness_ms: int, n: int, k: int) -> None:
+        self.size_ms, self.lateness_ms, self.n, self.k = size_ms, lateness_ms, n, k
+        self.by_term: dict[str, dict[int, TermWindow]] = {}  # term -> window_start -> counts
+        self.by_window: dict[int, set[str]] = {}  # window_start -> terms with counts in it
+        self.fire_timers: set[int] = set()
+        self.expiry_timers: set[int] = set()
+        self.timer_watermark = NO_WATERMARK
+
+    def load(
+        self, items: Mapping[str, object] | list[tuple[str, object]], timer_watermark: int | None = None
+    ) -> BucketWindows:
+        """Rebuild from the state's entries (state_key -> TermWindow.to_state()) and its timer watermark."""
+        if timer_watermark is not None:
+            self.timer_watermark = timer_watermark
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for key, agg_state in pairs:
+            ws, term = parse_state_key(key)
+            self._put(ws, term, TermWindow.from_state(agg_state))
+        return self
+
+    def _put(self, ws: int, term: str, agg: TermWindow) -> None:
+        self.by_term.setdefault(term, {})[ws] = agg
+        self.by_window.setdefault(ws, set()).add(term)
+
+    def add(
+        self, ws: int, terms: tuple[str, ...], *, article_id: str, feed_url: str, title: str, published_at: int,
+    ) -> Step:
+        """Count one article's terms of this bucket into window `ws`.
+
+        A window whose time has passed this bucket's timers gets fresh candidates
+        now, for itself and the later fired windows whose baseline includes it; a
+        later one is counted and fires with its timer.
+        """
+        watermark = self.timer_watermark
+        step = Step(watermark=watermark)
+        if ws not in self.expiry_timers:
+            step.timers.append(expiry_time(ws, self.size_ms, self.lateness_ms, self.n))
+            self.expiry_timers.add(ws)
+        fired_upto = last_fired_window_start(watermark, self.size_ms)
+        if ws > fired_upto and ws not in self.fire_timers:
+            step.timers.append(fire_time(ws, self.size_ms))
+            self.fire_timers.add(ws)
+        for term in terms:
+            history = self.by_term.get(term, {})
+            agg = add_article(
+                history.get(ws), article_id=article_id, feed_url=feed_url, title=title, published_at=published_at,
+                k=self.k,
+            )
+            self._put(ws, term, agg)
+            step.puts[state_key(ws, term)] = agg.to_state()  # plain tuples pickle ~3x faster than the dataclass
+        if ws > fired_upto:
+            return step
+        refreshed: dict[int, list[tuple[str, Candidate]]] = {}
+        for term in terms:
+            history = self.by_term[term]
+            for w in rows_to_refresh(history, ws, fired_upto, self.size_ms, self.n):
+                refreshed.setdefault(w, []).append((term, term_candidate(history, w, self.size_ms, self.n)))
+        step.out = [(w, tuple(refreshed[w])) for w in sorted(refreshed)]
+        return step
+
+    def on_timer(self, timestamp: int) -> Step:
+        """The watermark reached `timestamp`: fire the window ending there, drop windows past expiry."""
+        self.timer_watermark = max(self.timer_watermark, timestamp)
+        step = Step(watermark=self.timer_watermark)
+        for ws in sorted(self.by_window):
+            if fire_time(ws, self.size_ms) == timestamp:
+                step.out.append((ws, tuple(
+                    (term, term_candidate(self.by_term[term], ws, self.size_ms, self.n))
+                    for term in sorted(self.by_window[ws])
+                )))
+        for ws in [w for w in self.by_window if expiry_time(w, self.size_ms, self.lateness_ms, self.n) <= timestamp]:
+            for term in self.by_window.pop(ws):
+                step.removes.append(state_key(ws, term))
+                history = self.by_term[term]
+                del history[ws]
+                if not history:
+                    del self.by_term[term]
+            self.fire_timers.discard(ws)
+            self.expiry_timers.discard(ws)
+        return step
+
+    def size(self) -> int:
+        """(window, term) entries held."""
+        return sum(len(terms) for terms in self.by_window.values())
+
+
+# -- rank: one window's rows and revisions -----------------------------------------------------
+
+
+def rank_timers(ws: int, watermark: int, size_ms: int, lateness_ms: int) -> tuple[int, int]:
+    """Timers for candidates of window `ws` arriving at `watermark`: (revise, cleanup).
+
+    Candidates wait until just after the current watermark, so all the updates one
+    watermark step brings are ranked together.  Never past Long.MAX_VALUE: at the
+    end of a bounded input the watermark is already there.
+    """
+    revise_at = min(max(fire_time(ws, size_ms), watermark + 1), MAX_WATERMARK)
+    return revise_at, cleanup_time(ws, size_ms, lateness_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class RankStep:
+    rows: list[TrendRow]  # changed rows, new revisions; also the state's new `previous` entries
+    clear: bool  # the window is past cleanup: drop its state
+
+
+def rank_fire(
+    previous: Mapping[str, TrendRow], pending: Mapping[str, object], timestamp: int, ws: int, *,
+    size_ms: int, lateness_ms: int, min_support: int, emitted_at: int,
+) -> RankStep:
+    """A rank timer of window `ws`: fold the pending candidates into the rows, re-rank, emit what changed."""
+    rows: list[TrendRow] = []
+    if pending:
+        _, rows = revise(previous, pending, min_support, ws, window_end(ws, size_ms), emitted_at=emitted_at)
+    return RankStep(rows, timestamp >= cleanup_time(ws, size_ms, lateness_ms))
