@@ -29,12 +29,9 @@ from core.config import Config
 from udfs.event import MIN_PUBLISHED_AT_MS
 from udfs.trend_row import COLUMNS, TrendRow
 
-# (value, topic, partition, offset): one Kafka record as the job sees it.  The
-# record's event time travels as the stream record's timestamp.
-RECORD_TYPE = Types.ROW_NAMED(
-    ["value", "topic", "partition", "offset"],
-    [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
-)
+# A Kafka record reaches the job as Row(value, topic, partition, offset).  Its event
+# time (the record timestamp) makes the watermarks in the source and goes no further.
+
 
 # Flink's SQL type and row type of each column kind of udfs/trend_row.COLUMNS.
 _FLINK_KINDS = {
@@ -133,12 +130,10 @@ class KafkaRecordSource:
               {_with(options)}
             )"""
         )
-        table = t_env.sql_query(
-            "SELECT `value`, `topic`, `partition`, `offset`, `event_time` FROM feed_events_source"
-        )
-        return t_env.to_data_stream(table).map(
-            lambda r: Row(value=r[0], topic=r[1], partition=r[2], offset=r[3]), output_type=RECORD_TYPE
-        ).name("kafka-records").uid("kafka-records")
+        # `event_time` stays in the source, where it makes the watermarks; handing it to
+        # Python would convert a TIMESTAMP per record, and nothing there reads it.
+        table = t_env.sql_query("SELECT `value`, `topic`, `partition`, `offset` FROM feed_events_source")
+        return t_env.to_data_stream(table)
 
 
 @dataclass(frozen=True)
@@ -176,13 +171,7 @@ class CollectionRecordSource:
         # they would from Kafka (the job then keys them by partition).
         t_env.get_config().set("table.exec.resource.default-parallelism", "1")
         table = t_env.from_data_stream(stream, schema)
-        return (
-            t_env.to_data_stream(table.select(col("value"), col("topic"), col("partition"), col("offset"), col("event_time")))
-            .map(lambda r: Row(value=r[0], topic=r[1], partition=r[2], offset=r[3]), output_type=RECORD_TYPE)
-            .set_parallelism(1)
-            .name("collection-records")
-            .uid("collection-records")
-        )
+        return t_env.to_data_stream(table.select(col("value"), col("topic"), col("partition"), col("offset")))
 
 
 @dataclass(frozen=True)
