@@ -32,7 +32,6 @@ from udfs.trend_row import COLUMNS, TrendRow
 # A Kafka record reaches the job as Row(value, topic, partition, offset).  Its event
 # time (the record timestamp) makes the watermarks in the source and goes no further.
 
-
 # Flink's SQL type and row type of each column kind of udfs/trend_row.COLUMNS.
 _FLINK_KINDS = {
     "int64": ("BIGINT", Types.LONG()),

@@ -6,7 +6,7 @@ registers the timers and yields the outputs.  tests/streaming_sim.py drives the 
 steps as plain Python, for the property tests.  Sources and sinks come from `connectors/`, so tests can hand
 `build()` a collection source and collect the outputs.
 
-    records (value bytes, topic, partition, offset; timestamp = published_at)
+    records (value bytes, topic, partition, offset)
       -> parse-validate            Rejection -> DLQ side output
       -> dedup      key article_id first copy wins (state: seen, TTL)
                                    late beyond lateness -> late side output
@@ -179,7 +179,7 @@ class TermWindows(KeyedProcessFunction):
         if bucket is None:
             # First touch of this key since the operator started: load its state once.
             bucket = self.buckets[key] = BucketWindows(self.size_ms, self.lateness_ms, self.n, self.k).load(
-                list(self.counts.items()), self.timer_watermark.value()
+                self.counts.items(), self.timer_watermark.value()
             )
         return bucket
 

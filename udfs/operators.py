@@ -18,7 +18,8 @@ bucket's windows (`BucketWindows`), the operator's in-memory copy of its state.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Literal
 
 from udfs.dedup import dedup_step
 from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
@@ -132,14 +133,11 @@ class BucketWindows:
         self.expiry_timers: set[int] = set()
         self.timer_watermark = NO_WATERMARK
 
-    def load(
-        self, items: Mapping[str, object] | list[tuple[str, object]], timer_watermark: int | None = None
-    ) -> BucketWindows:
-        """Rebuild from the state's entries (state_key -> TermWindow.to_state()) and its timer watermark."""
+    def load(self, items: Iterable[tuple[str, object]], timer_watermark: int | None = None) -> BucketWindows:
+        """Rebuild from the state's (state_key, TermWindow.to_state()) entries and its timer watermark."""
         if timer_watermark is not None:
             self.timer_watermark = timer_watermark
-        pairs = items.items() if isinstance(items, Mapping) else items
-        for key, agg_state in pairs:
+        for key, agg_state in items:
             ws, term = parse_state_key(key)
             self._put(ws, term, TermWindow.from_state(agg_state))
         return self

@@ -75,11 +75,11 @@ def test_the_timer_watermark_survives_a_restore() -> None:
     for ws, article_id in ((0, "url:a"), (H, "url:b")):
         puts.update(add(bucket, ws, ("storm",), article_id).puts)
     bucket.on_timer(fire_time(0, H))
-    restored = BucketWindows(H, 2 * H, 1, 2).load(puts, bucket.timer_watermark)
+    restored = BucketWindows(H, 2 * H, 1, 2).load(puts.items(), bucket.timer_watermark)
     assert restored.by_term == bucket.by_term
     # Window 0 has fired: a late article refreshes it at once, on the restored instance too.
     assert [ws for ws, _ in add(restored, 0, ("storm",), "url:c").out] == [0]
-    assert add(BucketWindows(H, 2 * H, 1, 2).load(puts), 0, ("storm",), "url:c").out == []
+    assert add(BucketWindows(H, 2 * H, 1, 2).load(puts.items()), 0, ("storm",), "url:c").out == []
 
 
 def test_expiry_drops_the_window_from_memory_and_names_the_state_keys() -> None:
