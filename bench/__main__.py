@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,10 @@ from connectors.topics import end_offsets, ensure_topics
 from core.config import REPO_ROOT, load_config
 
 SYSTEMS = ("feedtrends", "quix-streams", "python-loop", "flink-sql")
+# Measured only when named in --systems: the per-event core of a job that counts
+# in the JVM (bench/core_job.py): parse only, parse through revisable window counts,
+# and the same counts with the window table function (no revisions).
+CORE_STAGES = {"core-parse": "parse", "core-count": "count", "core-tvf": "tvf"}
 RESULTS = REPO_ROOT / "bench" / "results"
 
 
@@ -69,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=1_000_000, help="events to preload (default 1,000,000)")
     p.add_argument("--systems", default=",".join(SYSTEMS),
-                   help="comma-separated subset of " + ", ".join(SYSTEMS) + " ('' for the live run alone)")
+                   help="comma-separated subset of " + ", ".join((*SYSTEMS, *CORE_STAGES))
+                   + " ('' for the live run alone)")
     p.add_argument("--live-seconds", type=float, default=120, help="live run length (0: skip latency and state)")
     p.add_argument("--live-rate", type=float, default=200, help="live input rate, events/s")
     p.add_argument("--dedup-ttl", type=int, default=30_000, help="dedup TTL (ms) of the live run")
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-stack", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = set(systems) - set(SYSTEMS)
+    unknown = set(systems) - set(SYSTEMS) - set(CORE_STAGES)
     if unknown:
         p.error(f"unknown systems: {', '.join(sorted(unknown))}")
 
@@ -160,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
             attempt("flink-sql", lambda: measure_rebuild(
                 flink_config("flinksql"), targets, job=REPO_ROOT / "bench" / "flink_sql_job.py",
                 timeout_s=args.timeout, log=log))
+        for name, stage in CORE_STAGES.items():
+            if name in systems:
+                os.environ["BENCH_CORE_STAGE"] = stage  # read by the job's client (flink run -py)
+                attempt(name, lambda: measure_rebuild(
+                    flink_config(name.replace("-", "")), targets, job=REPO_ROOT / "bench" / "core_job.py",
+                    timeout_s=args.timeout, log=log))
         if args.live_seconds > 0:
             from bench.live import live_run
 
@@ -187,6 +199,10 @@ def _print_summary(report: dict, systems: list[str]) -> None:
             continue
         r = report["systems"].get(name, {})
         print(f"{name}: {int(r.get('events_per_s', 0))} events/s")
+    for name in CORE_STAGES:
+        r = report["systems"].get(name, {})
+        if name in systems and r.get("events") and "cpu_s" in r:
+            print(f"{name}: {int(r['events_per_s'])} events/s, cpu {1000 * r['cpu_s'] / r['events']:.3f} ms/event")
     ft = report["systems"].get("feedtrends", {})
     if "feedtrends" in systems and ft.get("events") and "cpu_s" in ft:
         # TaskManagers + JobManager, from their /proc times; the broker is measured apart.

@@ -1,0 +1,122 @@
+"""The per-event core of a job that counts in the JVM, without ranking or sinks.
+
+Measures how fast the trends job's per-event path could run if Python only
+parsed each record and found its terms, and the JVM did the rest.  Submitted
+like the Flink SQL baseline (`flink run -py`, config from FEEDTRENDS_* env);
+`BENCH_CORE_STAGE` says how far it goes:
+
+    parse: Kafka (raw) -> Python scalar function (parse_event + article_terms) -> blackhole
+    count: ... -> first copy per article_id (ROW_NUMBER = 1, state TTL = dedup TTL)
+               -> UNNEST(terms) -> TUMBLE(record timestamp) per term, COUNT(*) and
+                  COUNT(DISTINCT feed_url), revised for late rows within the allowed
+                  lateness (the planner's late-fire emit strategy) -> blackhole
+    tvf:   the same counts with the window table function (two-phase aggregation
+           over slices, as the Flink SQL baseline): no revisions, late rows dropped
+
+Offsets are committed to the consumer group `config.job_name` on each checkpoint,
+so the harness detects the end exactly as for feedtrends.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyflink.common import Row
+from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
+from pyflink.table.udf import ScalarFunction, udf
+
+from connectors.flink_io import sql_interval
+from core.config import load_config
+from udfs.terms import article_terms
+from udfs.validate import Rejection, parse_event
+
+# Terms travel as one string: an ARRAY<STRING> result of a Python function is
+# costlier to convert, and SPLIT in the JVM undoes the join.
+TERM_SEPARATOR = "\x1f"
+
+PARSED = DataTypes.ROW([
+    DataTypes.FIELD("ok", DataTypes.BOOLEAN()),
+    DataTypes.FIELD("article_id", DataTypes.STRING()),
+    DataTypes.FIELD("feed_url", DataTypes.STRING()),
+    DataTypes.FIELD("terms", DataTypes.STRING()),
+])
+
+
+class ParseRecord(ScalarFunction):
+    """Record value -> (ok, article_id, feed_url, terms); bad input is ok = false (no DLQ here)."""
+
+    def eval(self, value):
+        parsed = parse_event(value)
+        if isinstance(parsed, Rejection):
+            return Row(False, "", "", "")
+        return Row(True, parsed.article_id, parsed.feed_url,
+                   TERM_SEPARATOR.join(article_terms(parsed, include_summary=False)))
+
+
+def main() -> None:
+    c = load_config()
+    stage = os.environ.get("BENCH_CORE_STAGE", "count")
+    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    conf = t_env.get_config()
+    conf.set("parallelism.default", str(c.parallelism))
+    conf.set("pipeline.name", c.job_name)
+    conf.set("python.execution-mode", "thread")
+    conf.set("table.exec.source.idle-timeout", f"{c.idleness_ms} ms")
+    conf.set("table.exec.state.ttl", f"{c.dedup_ttl_ms} ms")
+    if stage == "count":
+        # A fired window is revised by every late row until the watermark passes its
+        # end + lateness, as the trends job revises its rows (the window table
+        # function refuses these options).
+        conf.set("table.exec.emit.late-fire.enabled", "true")
+        conf.set("table.exec.emit.late-fire.delay", "0 s")
+        conf.set("table.exec.emit.allow-lateness", f"{c.allowed_lateness_ms} ms")
+    t_env.create_temporary_function("parse_record", udf(ParseRecord(), result_type=PARSED))
+    t_env.execute_sql(f"""
+        CREATE TABLE events (
+          `value` BYTES,
+          `record_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+          pt AS PROCTIME(),
+          WATERMARK FOR record_ts AS record_ts - {sql_interval(c.out_of_orderness_ms + 1)}
+        ) WITH (
+          'connector' = 'kafka',
+          'topic' = '{c.events_topic}',
+          'properties.bootstrap.servers' = '{c.kafka_bootstrap}',
+          'properties.group.id' = '{c.job_name}',
+          'properties.isolation.level' = 'read_committed',
+          'scan.startup.mode' = 'earliest-offset',
+          'format' = 'raw'
+        )""")
+    t_env.execute_sql("""
+        CREATE TEMPORARY VIEW parsed AS
+        SELECT p.ok AS ok, p.article_id AS article_id, p.feed_url AS feed_url, p.terms AS terms, record_ts, pt
+        FROM (SELECT parse_record(`value`) AS p, record_ts, pt FROM events)""")
+    if stage == "parse":
+        t_env.execute_sql("CREATE TABLE parsed_sink (article_id STRING, terms STRING) WITH ('connector' = 'blackhole')")
+        t_env.execute_sql("INSERT INTO parsed_sink SELECT article_id, terms FROM parsed WHERE ok")
+        return
+    t_env.execute_sql("""
+        CREATE TEMPORARY VIEW articles AS
+        SELECT article_id, feed_url, terms, record_ts FROM (
+          SELECT *, ROW_NUMBER() OVER (PARTITION BY article_id ORDER BY pt ASC) AS rn FROM parsed WHERE ok
+        ) WHERE rn = 1""")
+    t_env.execute_sql(
+        "CREATE TABLE term_counts (window_start TIMESTAMP(3), term STRING, articles BIGINT, feeds BIGINT) "
+        "WITH ('connector' = 'blackhole')")
+    size = sql_interval(c.window_ms)
+    if stage == "tvf":
+        t_env.execute_sql(f"""
+            INSERT INTO term_counts
+            SELECT window_start, term, COUNT(*), COUNT(DISTINCT feed_url)
+            FROM TABLE(TUMBLE(TABLE articles, DESCRIPTOR(record_ts), {size}))
+            CROSS JOIN UNNEST(SPLIT(terms, U&'\\001F')) AS t (term)
+            GROUP BY window_start, window_end, term""")
+        return
+    t_env.execute_sql(f"""
+        INSERT INTO term_counts
+        SELECT TUMBLE_START(record_ts, {size}), term, COUNT(*), COUNT(DISTINCT feed_url)
+        FROM articles CROSS JOIN UNNEST(SPLIT(terms, U&'\\001F')) AS t (term)
+        GROUP BY TUMBLE(record_ts, {size}), term""")
+
+
+if __name__ == "__main__":
+    main()
