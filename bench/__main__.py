@@ -36,8 +36,10 @@ from core.config import REPO_ROOT, load_config
 SYSTEMS = ("feedtrends", "quix-streams", "python-loop", "flink-sql")
 # Measured only when named in --systems: the per-event core of a job that counts
 # in the JVM (bench/core_job.py): parse only, parse through revisable window counts,
-# and the same counts with the window table function (no revisions).
-CORE_STAGES = {"core-parse": "parse", "core-count": "count", "core-tvf": "tvf"}
+# the same counts with the window table function (no revisions), with examples, and
+# with the rows for fired windows split off.
+CORE_STAGES = {"core-parse": "parse", "core-count": "count", "core-tvf": "tvf", "core-tvf-examples": "tvf-examples",
+               "core-tvf-split": "tvf-split"}
 RESULTS = REPO_ROOT / "bench" / "results"
 
 

@@ -12,6 +12,11 @@ like the Flink SQL baseline (`flink run -py`, config from FEEDTRENDS_* env);
                   lateness (the planner's late-fire emit strategy) -> blackhole
     tvf:   the same counts with the window table function (two-phase aggregation
            over slices, as the Flink SQL baseline): no revisions, late rows dropped
+    tvf-examples: tvf, plus each (window, term)'s K earliest articles as examples
+           (a window Top-N over the same rows, one plan thanks to sub-plan reuse)
+    tvf-split: tvf-examples on the rows whose window had not fired where they are
+           split off (CURRENT_WATERMARK); the rows for fired windows, which the
+           window would drop, go to a blackhole of their own (the revision path)
 
 Offsets are committed to the consumer group `config.job_name` on each checkpoint,
 so the harness detects the end exactly as for feedtrends.
@@ -38,18 +43,20 @@ PARSED = DataTypes.ROW([
     DataTypes.FIELD("ok", DataTypes.BOOLEAN()),
     DataTypes.FIELD("article_id", DataTypes.STRING()),
     DataTypes.FIELD("feed_url", DataTypes.STRING()),
+    DataTypes.FIELD("title", DataTypes.STRING()),
+    DataTypes.FIELD("published_at", DataTypes.BIGINT()),
     DataTypes.FIELD("terms", DataTypes.STRING()),
 ])
 
 
 class ParseRecord(ScalarFunction):
-    """Record value -> (ok, article_id, feed_url, terms); bad input is ok = false (no DLQ here)."""
+    """Record value -> (ok, article_id, feed_url, title, published_at, terms); bad input is ok = false (no DLQ here)."""
 
     def eval(self, value):
         parsed = parse_event(value)
         if isinstance(parsed, Rejection):
-            return Row(False, "", "", "")
-        return Row(True, parsed.article_id, parsed.feed_url,
+            return Row(False, "", "", "", 0, "")
+        return Row(True, parsed.article_id, parsed.feed_url, parsed.title, parsed.published_at,
                    TERM_SEPARATOR.join(article_terms(parsed, include_summary=False)))
 
 
@@ -88,7 +95,8 @@ def main() -> None:
         )""")
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW parsed AS
-        SELECT p.ok AS ok, p.article_id AS article_id, p.feed_url AS feed_url, p.terms AS terms, record_ts, pt
+        SELECT p.ok AS ok, p.article_id AS article_id, p.feed_url AS feed_url, p.title AS title,
+          p.published_at AS published_at, p.terms AS terms, record_ts, pt
         FROM (SELECT parse_record(`value`) AS p, record_ts, pt FROM events)""")
     if stage == "parse":
         t_env.execute_sql("CREATE TABLE parsed_sink (article_id STRING, terms STRING) WITH ('connector' = 'blackhole')")
@@ -96,20 +104,48 @@ def main() -> None:
         return
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW articles AS
-        SELECT article_id, feed_url, terms, record_ts FROM (
+        SELECT article_id, feed_url, title, published_at, terms, record_ts FROM (
           SELECT *, ROW_NUMBER() OVER (PARTITION BY article_id ORDER BY pt ASC) AS rn FROM parsed WHERE ok
         ) WHERE rn = 1""")
     t_env.execute_sql(
         "CREATE TABLE term_counts (window_start TIMESTAMP(3), term STRING, articles BIGINT, feeds BIGINT) "
         "WITH ('connector' = 'blackhole')")
     size = sql_interval(c.window_ms)
-    if stage == "tvf":
+    if stage in ("tvf", "tvf-examples", "tvf-split"):
+        conf.set("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
+        statements = t_env.create_statement_set()
+        counted = "articles"
+        if stage == "tvf-split":
+            fired = (f"COALESCE(CURRENT_WATERMARK(record_ts) >= TO_TIMESTAMP_LTZ("
+                     f"published_at - MOD(published_at, {c.window_ms}) + {c.window_ms - 1}, 3), FALSE)")
+            t_env.execute_sql(f"CREATE TEMPORARY VIEW split AS SELECT *, {fired} AS fired FROM articles")
+            t_env.execute_sql("CREATE TEMPORARY VIEW on_time AS SELECT * FROM split WHERE NOT fired")
+            t_env.execute_sql(
+                "CREATE TABLE revisions (article_id STRING, published_at BIGINT, terms STRING)"
+                " WITH ('connector' = 'blackhole')")
+            statements.add_insert_sql("INSERT INTO revisions SELECT article_id, published_at, terms FROM split WHERE fired")
+            counted = "on_time"
         t_env.execute_sql(f"""
+            CREATE TEMPORARY VIEW hits AS
+            SELECT window_start, window_end, term, article_id, feed_url, title, published_at
+            FROM TABLE(TUMBLE(TABLE {counted}, DESCRIPTOR(record_ts), {size}))
+            CROSS JOIN UNNEST(SPLIT(terms, U&'\\001F')) AS t (term)""")
+        statements.add_insert_sql("""
             INSERT INTO term_counts
-            SELECT window_start, term, COUNT(*), COUNT(DISTINCT feed_url)
-            FROM TABLE(TUMBLE(TABLE articles, DESCRIPTOR(record_ts), {size}))
-            CROSS JOIN UNNEST(SPLIT(terms, U&'\\001F')) AS t (term)
+            SELECT window_start, term, COUNT(*), COUNT(DISTINCT feed_url) FROM hits
             GROUP BY window_start, window_end, term""")
+        if stage in ("tvf-examples", "tvf-split"):
+            t_env.execute_sql(
+                "CREATE TABLE term_examples (window_start TIMESTAMP(3), term STRING, published_at BIGINT,"
+                " article_id STRING, title STRING) WITH ('connector' = 'blackhole')")
+            statements.add_insert_sql(f"""
+                INSERT INTO term_examples
+                SELECT window_start, term, published_at, article_id, title FROM (
+                  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, term
+                                               ORDER BY published_at, article_id) AS rn
+                  FROM hits)
+                WHERE rn <= {c.examples}""")
+        statements.execute()
         return
     t_env.execute_sql(f"""
         INSERT INTO term_counts
