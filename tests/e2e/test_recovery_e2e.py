@@ -86,6 +86,10 @@ def test_a_replay_stopped_midway_leaves_no_job_and_a_failed_version(recovery_sta
     before, _ = load_versions(config)
     _, versions = load_versions(config)
     name = f"v{1 + max(int(n[1:]) for n in versions)}"
+    # Enough input that the replay is still reading when the signal comes: over the
+    # module's 200 events alone it could finish between two polls for its job.
+    records, _ = generate(GeneratorConfig(count=20_000, seed=4 if how == "interrupt" else 5, rate=0.05))
+    produce(config.kafka_bootstrap, config.events_topic, [(None, r.key, r.timestamp_ms, r.value) for r in records])
     proc = _cli(config, "replay", "--bounded", "--timeout", "300")
     try:
         _wait_for_job(config, f"{config.job_name}-{name}", proc)
