@@ -30,7 +30,6 @@ from pyflink.common import Row
 from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
 
-from bench.flink_sql_job import events_topic_options
 from connectors.flink_io import sql_interval
 from core.config import load_config
 from udfs.terms import article_terms
@@ -85,7 +84,15 @@ def main() -> None:
           `record_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
           pt AS PROCTIME(),
           WATERMARK FOR record_ts AS record_ts - {sql_interval(c.out_of_orderness_ms + 1)}
-        ) WITH ({events_topic_options(c, "'format' = 'raw'")})""")
+        ) WITH (
+          'connector' = 'kafka',
+          'topic' = '{c.events_topic}',
+          'properties.bootstrap.servers' = '{c.kafka_bootstrap}',
+          'properties.group.id' = '{c.job_name}',
+          'properties.isolation.level' = 'read_committed',
+          'scan.startup.mode' = 'earliest-offset',
+          'format' = 'raw'
+        )""")
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW parsed AS
         SELECT p.ok AS ok, p.article_id AS article_id, p.feed_url AS feed_url, p.title AS title,

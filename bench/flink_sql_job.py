@@ -17,16 +17,7 @@ from __future__ import annotations
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
 from connectors.flink_io import sql_interval
-from core.config import Config, load_config
-
-
-def events_topic_options(c: Config, format_options: str) -> str:
-    """The WITH options of a Kafka table over the events topic, read from the start as the trends job reads it."""
-    return (
-        f"'connector' = 'kafka', 'topic' = '{c.events_topic}',"
-        f" 'properties.bootstrap.servers' = '{c.kafka_bootstrap}', 'properties.group.id' = '{c.job_name}',"
-        f" 'properties.isolation.level' = 'read_committed', 'scan.startup.mode' = 'earliest-offset', {format_options}"
-    )
+from core.config import load_config
 
 
 def main() -> None:
@@ -48,8 +39,17 @@ def main() -> None:
           ts AS TO_TIMESTAMP_LTZ(published_at, 3),
           pt AS PROCTIME(),
           WATERMARK FOR ts AS ts - {sql_interval(c.out_of_orderness_ms + 1)}
-        ) WITH ({events_topic_options(c, "'format' = 'json', 'json.ignore-parse-errors' = 'true',"
-                                      " 'json.fail-on-missing-field' = 'false'")})""")
+        ) WITH (
+          'connector' = 'kafka',
+          'topic' = '{c.events_topic}',
+          'properties.bootstrap.servers' = '{c.kafka_bootstrap}',
+          'properties.group.id' = '{c.job_name}',
+          'properties.isolation.level' = 'read_committed',
+          'scan.startup.mode' = 'earliest-offset',
+          'format' = 'json',
+          'json.ignore-parse-errors' = 'true',
+          'json.fail-on-missing-field' = 'false'
+        )""")
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW articles AS
         SELECT article_id, feed_url, title, tags, ts FROM (
