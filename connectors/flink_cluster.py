@@ -205,6 +205,24 @@ def submit(config: Config, *, job: Path = TRENDS_JOB, savepoint: str | None = No
 # --------------------------------------------------------------------------- journal, restore points
 
 COUNTERS = ("events_in", "dead_letters", "duplicates", "late_beyond_lateness", "rows_out")
+# The events source's table name (connectors/flink_io.py); Flink names the source
+# operator, and so its numRecordsOut counter, after it.
+SOURCE_TABLE = "feed_events_source"
+# What the job's operators count.  Records read are the Kafka source's own counter;
+# duplicates are dropped inside the JVM, so they are the records read that were
+# neither rejected nor first copies.
+_REPORTED = ("dead_letters", "first_copies", "late_beyond_lateness", "rows_out")
+_SOURCE_RECORDS = f"Source__{SOURCE_TABLE}"
+
+
+def _counter_name(metric_id: str) -> str | None:
+    """`<operator>.<name>` -> our name for it, or None for a metric we do not sum."""
+    operator, _, name = metric_id.rpartition(".")
+    if name in _REPORTED:
+        return name
+    if name == "numRecordsOut" and operator.startswith(_SOURCE_RECORDS):
+        return "events_in"
+    return None
 
 
 def _journal_path(config: Config) -> Path:
@@ -307,14 +325,20 @@ def last_checkpoint(config: Config, job_id: str) -> dict | None:
 
 
 def job_counters(config: Config, job_id: str) -> dict[str, int]:
-    """The job's own counters (summed over subtasks), as Flink reports them."""
-    totals = dict.fromkeys(COUNTERS, 0)
+    """The job's own counters (summed over subtasks), as Flink reports them, and the duplicates they imply.
+
+    The counters live in different operators and are read one after another, so
+    while events flow `duplicates` can be off by what is in flight between them.
+    """
+    totals = dict.fromkeys((*_REPORTED, "events_in"), 0)
     for vertex in job_details(config, job_id).get("vertices", []):
         base = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
         names = [m["id"] for m in flink_rest.call(config, base)]
-        wanted = [n for n in names if n.rsplit(".", 1)[-1] in COUNTERS]
+        wanted = [n for n in names if _counter_name(n)]
         if not wanted:
             continue
         for metric in flink_rest.call(config, f"{base}?get={','.join(wanted)}&agg=sum"):
-            totals[metric["id"].rsplit(".", 1)[-1]] += int(float(metric.get("sum", 0)))
-    return totals
+            totals[_counter_name(metric["id"])] += int(float(metric.get("sum", 0)))
+    first_copies = totals.pop("first_copies")
+    totals["duplicates"] = max(0, totals["events_in"] - totals["dead_letters"] - first_copies)
+    return {name: totals[name] for name in COUNTERS}

@@ -1,8 +1,8 @@
 """Flink sources and sinks of the trends job (all of the job's I/O lives here).
 
-Source: the Kafka topic of events, read through Flink's Kafka *table* connector and
-handed to the DataStream API.  The table connector gives what the Python
-DataStream Kafka source cannot: the record's topic/partition/offset (the
+Source: the Kafka topic of events, read through Flink's Kafka *table* connector as
+a table the job's first operators query.  The table connector gives what the
+Python DataStream Kafka source cannot: the record's topic/partition/offset (the
 dead-letter record names them) and watermarks generated per Kafka partition
 inside the JVM from the record timestamp, which our producer sets to the event's
 `published_at`.
@@ -22,15 +22,18 @@ from typing import Protocol
 
 from pyflink.common import Row, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment
+from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment, Table
 from pyflink.table.expressions import col
 
+from connectors.flink_cluster import SOURCE_TABLE
 from core.config import Config
 from udfs.event import MIN_PUBLISHED_AT_MS
 from udfs.trend_row import COLUMNS, TrendRow
 
-# A Kafka record reaches the job as Row(value, topic, partition, offset).  Its event
-# time (the record timestamp) makes the watermarks in the source and goes no further.
+# A Kafka record reaches the job as Row(value, topic, partition, offset, pt), pt its
+# processing time (what "first copy" and "the partition's max so far" are ordered
+# by).  Its event time (the record timestamp) makes the watermarks in the source and
+# goes no further.
 
 # Flink's SQL type and row type of each column kind of udfs/trend_row.COLUMNS.
 _FLINK_KINDS = {
@@ -93,7 +96,7 @@ class KafkaRecordSource:
         return self.config.job_name
 
 
-    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream:
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table:
         c = self.config
         # A quiet partition must not hold back the watermark of the others.
         t_env.get_config().set("table.exec.source.idle-timeout", f"{c.idleness_ms} ms")
@@ -111,12 +114,13 @@ class KafkaRecordSource:
         }
         t_env.execute_sql(
             f"""
-            CREATE TEMPORARY TABLE feed_events_source (
+            CREATE TEMPORARY TABLE {SOURCE_TABLE} (
               `value` BYTES,
               `topic` STRING METADATA VIRTUAL,
               `partition` INT METADATA VIRTUAL,
               `offset` BIGINT METADATA VIRTUAL,
               `record_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+              `pt` AS PROCTIME(),
               -- Event time is the record timestamp (= published_at).  An absurd one
               -- (from a broken producer) is replaced by the epoch so it can never
               -- push the watermark ahead; the record itself goes to the DLQ.
@@ -129,10 +133,9 @@ class KafkaRecordSource:
               {_with(options)}
             )"""
         )
-        # `event_time` stays in the source, where it makes the watermarks; handing it to
-        # Python would convert a TIMESTAMP per record, and nothing there reads it.
-        table = t_env.sql_query("SELECT `value`, `topic`, `partition`, `offset` FROM feed_events_source")
-        return t_env.to_data_stream(table)
+        # `event_time` stays in the source, where it makes the watermarks; handing it on
+        # would convert a TIMESTAMP per record, and nothing downstream reads it.
+        return t_env.sql_query(f"SELECT `value`, `topic`, `partition`, `offset`, `pt` FROM {SOURCE_TABLE}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ class CollectionRecordSource:
     config: Config
     topic: str = "feed-events"
 
-    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream:
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table:
         with_ts = Types.ROW_NAMED(
             ["value", "topic", "partition", "offset", "ts_ms"],
             [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()],
@@ -163,14 +166,16 @@ class CollectionRecordSource:
             .column("offset", DataTypes.BIGINT())
             .column("ts_ms", DataTypes.BIGINT())
             .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
+            .column_by_expression("pt", "PROCTIME()")
             .watermark("event_time", f"event_time - {sql_interval(self.config.out_of_orderness_ms + 1)}")
             .build()
         )
-        # One subtask end to end, so each partition's records keep their order, as
-        # they would from Kafka (the job then keys them by partition).
+        # One subtask for all the job's table operators, so each partition's records
+        # keep their order up to the keyed operators, as they would from Kafka.  (The
+        # Python operators after them still run at the job's parallelism.)
         t_env.get_config().set("table.exec.resource.default-parallelism", "1")
         table = t_env.from_data_stream(stream, schema)
-        return t_env.to_data_stream(table.select(col("value"), col("topic"), col("partition"), col("offset")))
+        return table.select(col("value"), col("topic"), col("partition"), col("offset"), col("pt"))
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,6 @@ class TrendSinks:
 
 
 class SourceFactory(Protocol):
-    """Builds the record stream: Row(value, topic, partition, offset), timestamp = event time."""
+    """Builds the record table: (value, topic, partition, offset, pt), watermarks from the event time."""
 
-    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> DataStream: ...
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table: ...

@@ -6,12 +6,15 @@ registers the timers and yields the outputs.  tests/streaming_sim.py drives the 
 steps as plain Python, for the property tests.  Sources and sinks come from `connectors/`, so tests can hand
 `build()` a collection source and collect the outputs.
 
-    records (value bytes, topic, partition, offset)
-      -> parse-validate            Rejection -> DLQ side output
-      -> dedup      key article_id first copy wins (state: seen, TTL)
-                                   late beyond lateness -> late side output
-      -> explode-terms             article -> one record per term bucket:
-                                   (bucket, terms, window_start, example fields)
+    records (value bytes, topic, partition, offset)          -- JVM, one query (routed_sql):
+      -> parse-record              Python scalar function: columns and terms, or rejected
+      -> OVER       key partition  the partition's max published_at -> its watermark (state, TTL)
+      -> Deduplicate key article_id  first copy wins (state: seen, TTL)
+      -> lateness                  late beyond lateness / on time / rejected: the row's kind
+                                                              -- Python from here on:
+      -> route                     article -> one record per term bucket:
+                                   (bucket, terms, window_start, example fields);
+                                   rejected -> DLQ, late -> late side output
       -> term-windows key bucket   counts per (term, window); fires at window end,
                                    refreshes fired windows on late data
       -> rank        key window    ranks, revisions -> trend rows
@@ -22,131 +25,137 @@ from __future__ import annotations
 import time
 from typing import Iterator, NamedTuple
 
-from pyflink.common import Row, Time, Types
+from pyflink.common import Row, Types
 from pyflink.datastream import (
     DataStream,
     KeyedProcessFunction,
     OutputTag,
+    ProcessFunction,
     RuntimeContext,
     StreamExecutionEnvironment,
 )
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
-from pyflink.table import StreamTableEnvironment
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.table import DataTypes, StreamTableEnvironment
+from pyflink.table.udf import ScalarFunction, udf
 
 from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks, to_sink_row
 from core.config import Config, load_config
-from udfs.dead_letter import dlq_record, late_record
 from udfs.buckets import MAX_PARALLELISM, group_by_bucket
-from udfs.operators import BucketWindows, Step, dedup_verdict, partition_watermark, rank_fire, rank_timers
-from udfs.terms import article_terms
-from udfs.validate import Rejection, parse_event
+from udfs.operators import BucketWindows, Step, parse_columns, rank_fire, rank_timers, route_terms, side_record
 from udfs.windows import window_start
 
 DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
 LATE_TAG = OutputTag("late-events", SIDE_TYPE)
 
 
-class ParseValidate(KeyedProcessFunction):
-    """Keyed by Kafka partition: raw record -> (Article, topic, partition, offset, watermark).
+class ParseRecord(ScalarFunction):
+    """parse-record: a record value -> `udfs.operators.parse_columns`, the one Python call per event.
 
-    Bad input goes to the DLQ with the reason.  `watermark` is this partition's
-    own bounded-out-of-orderness watermark before the record, made from the valid
-    events' `published_at` and kept in keyed state, so it survives a restart.
-    Lateness is decided on it: Flink's own watermark starts again from nothing
-    after a restore, and PyFlink hands keyed Python functions a watermark that
-    lags while a bundle is open; either would let a late event through after a
-    failure, which the run without failure had rejected.  Whether a window has
-    fired is decided downstream by term-windows' own timers, not by this watermark.
+    A stateless scalar function, run in thread mode inside the JVM operator that
+    calls it; everything keyed before term-windows (each partition's watermark,
+    the first copy per article, the lateness check) is JVM operators on its columns.
     """
 
-    def __init__(self, config: Config):
-        self.out_of_orderness_ms = config.out_of_orderness_ms
+    # No counters here: a thread-mode scalar function's metric group reports nothing
+    # (seen on the cluster); route counts what the JVM operators let through.
 
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self.max_published_at = runtime_context.get_state(ValueStateDescriptor("max_published_at", Types.LONG()))
-        # partition -> max_published_at: this operator is the state's only writer and a
-        # restore builds a new instance, so the copy saves a state read per record.
-        self.max_seen: dict[int, int | None] = {}
-        metrics = runtime_context.get_metrics_group()
-        self.events_in = metrics.counter("events_in")
-        self.dead_letters = metrics.counter("dead_letters")
+    def __init__(self, include_summary: bool):
+        self.include_summary = include_summary
 
-    def process_element(self, record, ctx: KeyedProcessFunction.Context) -> Iterator:
-        value, topic, partition, offset = record
-        self.events_in.inc()
-        parsed = parse_event(value)
-        if isinstance(parsed, Rejection):
-            self.dead_letters.inc()
-            yield DLQ_TAG, Row(
-                None, dlq_record(value, parsed.reason, topic, partition, offset, detail=parsed.detail).decode()
-            )
-            return
-        if partition in self.max_seen:
-            max_ts = self.max_seen[partition]
-        else:
-            max_ts = self.max_seen[partition] = self.max_published_at.value()
-        watermark, new_max = partition_watermark(max_ts, parsed.published_at, self.out_of_orderness_ms)
-        if new_max is not None:
-            self.max_published_at.update(new_max)
-            self.max_seen[partition] = new_max
-        yield parsed, topic, partition, offset, watermark
+    def eval(self, value: bytes) -> Row:
+        return Row(*parse_columns(value, self.include_summary))
 
 
-class Dedup(KeyedProcessFunction):
-    """Keyed by article_id: the first copy passes, later copies are counted and dropped.
+PARSED_TYPE = DataTypes.ROW([
+    DataTypes.FIELD("ok", DataTypes.BOOLEAN()),
+    DataTypes.FIELD("article_id", DataTypes.STRING()),
+    DataTypes.FIELD("feed_url", DataTypes.STRING()),
+    DataTypes.FIELD("title", DataTypes.STRING()),
+    DataTypes.FIELD("published_at", DataTypes.BIGINT()),
+    DataTypes.FIELD("terms", DataTypes.STRING()),
+])
 
-    All copies of an article share a Kafka partition (the key is the article id),
-    so "first" is that partition's order: deterministic on replay.  Dedup comes
-    before the lateness check, so a late copy of a known article is a duplicate.
+
+def routed_sql(config: Config) -> str:
+    """The JVM part of the job as one query over `feed_records`: every record once, with its route.
+
+    Each partition's watermark is `udfs.operators.partition_watermark` as an OVER
+    aggregate keyed by partition (JVM keyed state, restored with the checkpoint);
+    MAX skips the NULL `published_at` of rejected records, so only valid events
+    move it.  The OVER's max includes the row itself, which gives the same verdict
+    as the max before it: an event that raises the max is never late, and a late
+    one leaves the max as it was.  The first copy per article_id is Flink's
+    Deduplicate; a rejected record is its own key (its partition and offset), so
+    it always passes.  Lateness is `udfs.windows.classify_lateness` on the
+    watermark.  One chain with no branches, so the planner runs the Python
+    function once per record.
     """
+    size, lateness, lag = config.window_ms, config.allowed_lateness_ms, config.out_of_orderness_ms + 1
+    return f"""
+    WITH parsed AS (
+      SELECT `value`, `topic`, `partition`, `offset`, pt,
+        p.ok AS ok, p.article_id AS article_id, p.feed_url AS feed_url, p.title AS title,
+        p.published_at AS published_at, p.terms AS terms
+      FROM (SELECT *, parse_record(`value`) AS p FROM feed_records)
+    ),
+    watermarked AS (
+      SELECT *, MAX(published_at) OVER (
+          PARTITION BY `partition` ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        ) - {lag} AS `watermark`
+      FROM parsed
+    ),
+    first_copies AS (
+      SELECT *, `watermark` - (published_at - MOD(published_at, {size}) + {size - 1} + {lateness}) AS late_by
+      FROM (
+        SELECT *, ROW_NUMBER() OVER (
+            PARTITION BY article_id, CASE WHEN ok THEN -1 ELSE `partition` END, CASE WHEN ok THEN -1 ELSE `offset` END
+            ORDER BY pt
+          ) AS copy
+        FROM watermarked)
+      WHERE copy = 1
+    )
+    SELECT CASE WHEN NOT ok THEN 'dlq' WHEN late_by >= 0 THEN 'late' ELSE 'article' END AS kind,
+      -- The record value only where the side record is built from it.
+      CASE WHEN NOT ok OR late_by >= 0 THEN `value` END AS `value`, `topic`, `partition`, `offset`,
+      late_by, `watermark`, article_id, feed_url, title, published_at, terms
+    FROM first_copies"""
+
+
+class Route(ProcessFunction):
+    """route: the JVM's rows -> one record per term bucket of each on-time article; DLQ and late to side outputs."""
 
     def __init__(self, config: Config):
-        self.ttl_ms = config.dedup_ttl_ms
         self.size_ms = config.window_ms
-        self.lateness_ms = config.allowed_lateness_ms
+        self.buckets = config.term_buckets
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # TTL keeps memory bounded; Flink's TTL runs on processing time.
-        ttl = (
-            StateTtlConfig.new_builder(Time.milliseconds(self.ttl_ms))
-            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-            # The RocksDB compaction-filter cleanup, named explicitly instead of
-            # left as the background default: PyFlink builds that default with a
-            # py4j call, which fails inside a TaskManager running Python in thread
-            # mode (there is no gateway there).  The embedded runtime reads only
-            # the entry count; the compaction period is a plain-Python placeholder.
-            .disable_cleanup_in_background()
-            .cleanup_in_rocksdb_compact_filter(1000, Time.days(30))
-            # The heap backend's strategy (RocksDB ignores it): expired entries are
-            # dropped a few at a time as state is touched.
-            .cleanup_incrementally(10, False)
-            .build()
-        )
-        seen = ValueStateDescriptor("seen", Types.BOOLEAN())
-        seen.enable_time_to_live(ttl)
-        self.seen = runtime_context.get_state(seen)
         metrics = runtime_context.get_metrics_group()
-        self.duplicates = metrics.counter("duplicates")
+        # Duplicates never leave the JVM: `status` counts them as the events read
+        # (the source's own counter) that were neither rejected nor first copies
+        # (connectors/flink_cluster.job_counters).
+        self.first_copies = metrics.counter("first_copies")
+        self.dead_letters = metrics.counter("dead_letters")
         self.late = metrics.counter("late_beyond_lateness")
 
-    def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
-        article, topic, partition, offset, watermark = value
-        verdict = dedup_verdict(bool(self.seen.value()), article, watermark, self.size_ms, self.lateness_ms)
-        if verdict.write_seen:
-            self.seen.update(True)
-        if verdict.kind == "duplicate":
-            self.duplicates.inc()
+    def process_element(self, row, ctx: ProcessFunction.Context) -> Iterator:
+        kind, value, topic, partition, offset, late_by, watermark, article_id, feed_url, title, published_at, terms = row
+        if kind == "article":
+            self.first_copies.inc()
+            ws = window_start(published_at, self.size_ms)
+            # -> (bucket key, terms, window_start, article_id, feed_url, title, published_at)
+            for key, bucket_terms in group_by_bucket(route_terms(terms), self.buckets).items():
+                yield key, bucket_terms, ws, article_id, feed_url, title, published_at
             return
-        if verdict.kind == "late":
+        key, record = side_record(
+            kind, value, topic, partition, offset, late_by_ms=late_by, watermark=watermark, size_ms=self.size_ms
+        )
+        if kind == "dlq":
+            self.dead_letters.inc()
+            yield DLQ_TAG, Row(key, record.decode())
+        else:
+            self.first_copies.inc()
             self.late.inc()
-            record = late_record(
-                article, verdict.late_by_ms, watermark, topic, partition, offset,
-                window_start=window_start(article.published_at, self.size_ms),
-            )
-            yield LATE_TAG, Row(article.article_id, record.decode())
-            return
-        yield article
+            yield LATE_TAG, Row(key, record.decode())
 
 
 class TermWindows(KeyedProcessFunction):
@@ -270,7 +279,6 @@ def build(
     env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, config: Config, source: SourceFactory
 ) -> JobOutputs:
     """Wire the pipeline on `source`; the caller attaches sinks and executes."""
-    size_ms, include_summary, buckets = config.window_ms, config.include_summary, config.term_buckets
     p = config.parallelism
     # Every operator at the job's parallelism: a subtask that never gets data
     # would hold the watermark (and so every window) back.
@@ -278,37 +286,22 @@ def build(
     # Fixed, so key groups (and the term buckets' key labels) never depend on p.
     env.set_max_parallelism(MAX_PARALLELISM)
 
-    # (value, topic, partition, offset), timestamp = published_at
-    records = source(env, t_env)
-
-    # -> (Article, topic, partition, offset, watermark)
-    # Keyed by partition: a partition's records keep their order, and its watermark state.
-    parsed = (
-        records.key_by(lambda r: r[2], key_type=Types.INT())
-        .process(ParseValidate(config))
-        .name("parse-validate")
-        .uid("parse-validate")
-        .set_parallelism(p)
+    # The JVM operators' state (each partition's max, the first copies) expires as
+    # the dedup TTL says, on processing time from its last write.
+    t_env.get_config().set("table.exec.state.ttl", f"{config.dedup_ttl_ms} ms")
+    t_env.create_temporary_function(
+        "parse_record", udf(ParseRecord(config.include_summary), result_type=PARSED_TYPE)
     )
+    # Row(value, topic, partition, offset, pt), watermarks per partition from the record timestamp
+    t_env.create_temporary_view("feed_records", source(env, t_env))
 
-    # -> Article: first copy only, not late beyond lateness
-    articles = (
-        parsed.key_by(lambda v: v[0].article_id, key_type=Types.STRING())
-        .process(Dedup(config))
-        .name("dedup")
-        .uid("dedup")
-        .set_parallelism(p)
-    )
+    # -> Row(kind, value, topic, partition, offset, late_by, watermark, article_id, feed_url, title,
+    #        published_at, terms): kind "article" (first copy, on time), "late" or "dlq"
+    routed = t_env.to_data_stream(t_env.sql_query(routed_sql(config)))
 
     # -> (bucket key, terms, window_start, article_id, feed_url, title, published_at):
     # one record per term bucket the article's terms fall into (udfs/buckets.py).
-    def explode(article):
-        ws = window_start(article.published_at, size_ms)
-        terms = article_terms(article, include_summary=include_summary)
-        for key, bucket_terms in group_by_bucket(terms, buckets).items():
-            yield key, bucket_terms, ws, article.article_id, article.feed_url, article.title, article.published_at
-
-    term_hits = articles.flat_map(explode).name("explode-terms").uid("explode-terms").set_parallelism(p)
+    term_hits = routed.process(Route(config)).name("route").uid("route").set_parallelism(p)
 
     # -> (window_start, ((term, Candidate), ...), watermark)
     # The uid names the state layout ("<window_start> <term>" keyed by bucket); the
@@ -329,7 +322,7 @@ def build(
         .uid("rank")
         .set_parallelism(p)
     )
-    return JobOutputs(trends, parsed.get_side_output(DLQ_TAG), articles.get_side_output(LATE_TAG))
+    return JobOutputs(trends, term_hits.get_side_output(DLQ_TAG), term_hits.get_side_output(LATE_TAG))
 
 
 def main() -> None:

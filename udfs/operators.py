@@ -6,10 +6,16 @@ registers the timers and yields the outputs.  `tests/streaming_sim.py` drives th
 very same steps with dicts for state and a heap for timers, so the property tests
 against the batch oracle exercise this code, not a copy of it.
 
-    partition_watermark  parse-validate, keyed by Kafka partition
-    dedup_verdict        dedup, keyed by article_id
+    parse_columns        parse-record, a Python scalar function (no state)
+    partition_watermark  each Kafka partition's max published_at: a JVM OVER aggregate
+    dedup_verdict        first copy per article_id: Flink's Deduplicate, then a JVM filter
+    side_record          route: the DLQ and late records of the rows the JVM set aside
     BucketWindows        term-windows, keyed by term bucket
     rank_timers/rank_fire  rank, keyed by window_start
+
+The steps the JVM runs (`partition_watermark`, `dedup_verdict`) are written in
+SQL in the job; the models here say what that SQL computes, and the simulation
+and the integration tests hold the two to the same batch oracle.
 
 Nothing here touches Flink; the only state kept in Python objects is a term
 bucket's windows (`BucketWindows`), the operator's in-memory copy of its state.
@@ -17,14 +23,17 @@ bucket's windows (`BucketWindows`), the operator's in-memory copy of its state.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
+from udfs.dead_letter import dlq_record, late_record
 from udfs.dedup import dedup_step
+from udfs.terms import article_terms
 from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
 from udfs.trend_row import TrendRow
-from udfs.validate import Article
+from udfs.validate import Article, Rejection, parse_event
 from udfs.windows import (
     MAX_WATERMARK,
     NO_WATERMARK,
@@ -37,10 +46,40 @@ from udfs.windows import (
     fire_time,
     last_fired_window_start,
     window_end,
+    window_start,
 )
 
 # (window_start, ((term, Candidate), ...)): one window's candidates of one term bucket.
 WindowCandidates = tuple[int, tuple[tuple[str, Candidate], ...]]
+
+
+# -- parse-record: what the JVM operators need of one record ----------------------------------
+
+# (ok, article_id, feed_url, title, published_at, terms as a JSON array); a rejected
+# record is (False, None, None, None, None, None) and its reason is found again by
+# `side_record`, so valid records (nearly all) carry nothing they do not need.
+ParsedColumns = tuple[bool, str | None, str | None, str | None, int | None, str | None]
+
+REJECTED: ParsedColumns = (False, None, None, None, None, None)
+
+
+def parse_columns(value: bytes, include_summary: bool) -> ParsedColumns:
+    """A record value -> the columns the job's JVM operators work on.
+
+    The terms travel as one JSON string: a Python function's ARRAY<STRING> result
+    does not convert into a DataStream row, and JSON leaves no separator that a
+    term (a feed URL, say) could contain.
+    """
+    parsed = parse_event(value)
+    if isinstance(parsed, Rejection):
+        return REJECTED
+    terms = article_terms(parsed, include_summary=include_summary)
+    return True, parsed.article_id, parsed.feed_url, parsed.title, parsed.published_at, json.dumps(terms)
+
+
+def route_terms(terms_json: str) -> tuple[str, ...]:
+    """`parse_columns`' terms column back as the article's sorted terms."""
+    return tuple(json.loads(terms_json))
 
 
 # -- parse-validate: each partition's own watermark ---------------------------------------------
@@ -76,6 +115,30 @@ def dedup_verdict(seen: bool, article: Article, watermark: int, size_ms: int, la
         return Verdict("duplicate", new_seen)
     is_late, late_by_ms = classify_lateness(article.published_at, watermark, size_ms, lateness_ms)
     return Verdict("late", new_seen, late_by_ms) if is_late else Verdict("ok", new_seen)
+
+
+def side_record(
+    kind: Literal["late", "dlq"], value: bytes, topic: str | None, partition: int | None, offset: int | None, *,
+    late_by_ms: int | None, watermark: int | None, size_ms: int,
+) -> tuple[str | None, bytes]:
+    """(Kafka key, JSON value) of a record the JVM set aside: late beyond lateness, or rejected.
+
+    The record is parsed again here: these are a few per cent of the input, and
+    the parse names the reason (DLQ) or rebuilds the event (late output).
+    """
+    parsed = parse_event(value)
+    if kind == "dlq":
+        if not isinstance(parsed, Rejection):  # the JVM rejected only what parse_columns did
+            raise ValueError("a record routed to the DLQ parses as valid")
+        return None, dlq_record(value, parsed.reason, topic, partition, offset, detail=parsed.detail)
+    if isinstance(parsed, Rejection):
+        raise ValueError(f"a record routed as late does not parse: {parsed.reason}")
+    assert late_by_ms is not None and watermark is not None
+    record = late_record(
+        parsed, late_by_ms, watermark, topic, partition, offset,
+        window_start=window_start(parsed.published_at, size_ms),
+    )
+    return parsed.article_id, record
 
 
 # -- term-windows: one term bucket's counts per (term, window) ---------------------------------

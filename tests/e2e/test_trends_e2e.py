@@ -193,8 +193,10 @@ def test_generated_events_end_to_end_exactly_once(stack, unique_topics, tmp_path
         assert job_status["consumer_lag"]["total"] == 0
         assert job_status["counters"]["events_in"] == len(records)
         assert job_status["counters"]["dead_letters"] == len(dlq)
+        assert job_status["counters"]["duplicates"] == len(expected.duplicates)
+        assert job_status["counters"]["late_beyond_lateness"] == len(late)
         # The JobManager's endpoint names the job too: look for the TaskManager's operator counter itself.
-        counter = f'flink_taskmanager_job_task_operator_events_in{{job_id="{job_id}"'
+        counter = f'flink_taskmanager_job_task_operator_rows_out{{job_id="{job_id}"'
         assert counter in _prometheus_text_with(counter)
 
         # Every committed Parquet file reads whole on its own.

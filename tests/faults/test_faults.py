@@ -209,7 +209,7 @@ def test_e_rescale_one_to_two_through_savepoint(stack, reference, tmp_path) -> N
             new_id = operations.resume(rescaled, None, echo=echo)
             assert str(_local_path(savepoint)) in lines[0]
             vertices = flink_cluster.job_details(rescaled, new_id)["vertices"]
-            stateful = [v for v in vertices if any(uid in v["name"] for uid in ("parse-validate", "dedup", "term-windows", "rank"))]
+            stateful = [v for v in vertices if any(uid in v["name"] for uid in ("OverAggregate", "Deduplicate", "term-windows", "rank"))]
             assert len(stateful) >= 3 and all(v["parallelism"] == 2 for v in stateful), [
                 (v["name"], v["parallelism"]) for v in vertices
             ]

@@ -6,15 +6,26 @@ logs against the batch oracle; these pin the individual rules.
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
+from tests.eventgen import BASE_MS, event
 from udfs.operators import (
+    REJECTED,
     BucketWindows,
     dedup_verdict,
+    parse_columns,
     parse_state_key,
     partition_watermark,
     rank_fire,
     rank_timers,
+    route_terms,
+    side_record,
     state_key,
 )
+from udfs.terms import article_terms
+from udfs.validate import parse_event
 from udfs.validate import Article
 from udfs.windows import MAX_WATERMARK, NO_WATERMARK, TermWindow, cleanup_time, expiry_time, fire_time
 
@@ -37,6 +48,36 @@ def test_partition_watermark_is_the_one_before_the_event_and_writes_only_a_new_m
     assert partition_watermark(None, 5 * H, 0) == (NO_WATERMARK, 5 * H)
     assert partition_watermark(5 * H, 6 * H, 10) == (5 * H - 11, 6 * H)
     assert partition_watermark(6 * H, 5 * H, 10) == (6 * H - 11, None)  # out of order: no write
+
+
+def test_parse_columns_carry_what_the_jvm_needs_and_the_terms_round_trip() -> None:
+    # A feed URL holding a control character and a tag with spaces: JSON carries any term.
+    raw = json.dumps(event(feed_url="https://f.example/\x1frss", title="Storm Bram hits", tags=["Local News"])).encode()
+    ok, article_id, feed_url, title, published_at, terms = parse_columns(raw, include_summary=False)
+    parsed = parse_event(raw)
+    assert ok and (article_id, feed_url, title, published_at) == (
+        parsed.article_id, parsed.feed_url, parsed.title, parsed.published_at,
+    )
+    assert route_terms(terms) == article_terms(parsed) and "storm bram" in route_terms(terms)
+    assert parse_columns(b"{not json", include_summary=False) == REJECTED
+
+
+def test_side_records_name_the_reason_or_rebuild_the_event() -> None:
+    key, dlq = side_record(
+        "dlq", b"{not json", "t", 2, 7, late_by_ms=None, watermark=None, size_ms=H,
+    )
+    record = json.loads(dlq)
+    assert key is None and record["reason"].startswith("malformed_json") and (record["partition"], record["offset"]) == (2, 7)
+    raw = json.dumps(event(article_id="url:x", published_at=BASE_MS + 5)).encode()
+    key, late = side_record("late", raw, "t", 1, 3, late_by_ms=42, watermark=BASE_MS + 2 * H, size_ms=H)
+    record = json.loads(late)
+    assert key == "url:x" and record["window_start"] == BASE_MS and record["late_by_ms"] == 42
+    assert record["event"] == parse_event(raw).to_event()
+    # The JVM and Python disagreeing on a record is a bug, never a silent drop.
+    with pytest.raises(ValueError):
+        side_record("dlq", raw, "t", 1, 3, late_by_ms=None, watermark=None, size_ms=H)
+    with pytest.raises(ValueError):
+        side_record("late", b"{not json", "t", 1, 3, late_by_ms=1, watermark=1, size_ms=H)
 
 
 def test_dedup_verdict_first_copy_then_lateness() -> None:
