@@ -39,7 +39,7 @@ SYSTEMS = ("feedtrends", "quix-streams", "python-loop", "flink-sql")
 # the same counts with the window table function (no revisions), with examples, and
 # with the rows for fired windows split off.
 CORE_STAGES = {"core-parse": "parse", "core-count": "count", "core-tvf": "tvf", "core-tvf-examples": "tvf-examples",
-               "core-tvf-split": "tvf-split"}
+               "core-tvf-split": "tvf-split", "core-tvf-hits": "tvf-hits"}
 RESULTS = REPO_ROOT / "bench" / "results"
 
 

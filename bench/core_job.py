@@ -17,6 +17,11 @@ like the Flink SQL baseline (`flink run -py`, config from FEEDTRENDS_* env);
     tvf-split: tvf-examples on the rows whose window had not fired where they are
            split off (CURRENT_WATERMARK); the rows for fired windows, which the
            window would drop, go to a blackhole of their own (the revision path)
+    tvf-hits: tvf-split, but each (window, term) row carries all its hits (published_at,
+           article_id, title, feed_url) as one JSON array from the window's own
+           accumulator (JSON_ARRAYAGG) instead of a Top-N, and a Python scalar
+           function folds them into the counting aggregate (articles, distinct
+           feeds, K earliest examples), as term-windows would on receiving the row
 
 Offsets are committed to the consumer group `config.job_name` on each checkpoint,
 so the harness detects the end exactly as for feedtrends.
@@ -24,6 +29,8 @@ so the harness detects the end exactly as for feedtrends.
 
 from __future__ import annotations
 
+import heapq
+import json
 import os
 
 from pyflink.common import Row
@@ -58,6 +65,25 @@ class ParseRecord(ScalarFunction):
             return Row(False, "", "", "", 0, "")
         return Row(True, parsed.article_id, parsed.feed_url, parsed.title, parsed.published_at,
                    TERM_SEPARATOR.join(article_terms(parsed, include_summary=False)))
+
+
+class FoldHits(ScalarFunction):
+    """A (window, term)'s hits as JSON -> (articles, feeds, examples): the fold term-windows would do per row."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def eval(self, hits_json):
+        hits = json.loads(hits_json)
+        best = heapq.nsmallest(self.k, ((p, a, t) for p, a, t, _ in hits))
+        return Row(len(hits), len({f for _, _, _, f in hits}), json.dumps([t for _, _, t in best]))
+
+
+FOLDED = DataTypes.ROW([
+    DataTypes.FIELD("articles", DataTypes.BIGINT()),
+    DataTypes.FIELD("feeds", DataTypes.BIGINT()),
+    DataTypes.FIELD("examples", DataTypes.STRING()),
+])
 
 
 def main() -> None:
@@ -111,11 +137,11 @@ def main() -> None:
         "CREATE TABLE term_counts (window_start TIMESTAMP(3), term STRING, articles BIGINT, feeds BIGINT) "
         "WITH ('connector' = 'blackhole')")
     size = sql_interval(c.window_ms)
-    if stage in ("tvf", "tvf-examples", "tvf-split"):
+    if stage in ("tvf", "tvf-examples", "tvf-split", "tvf-hits"):
         conf.set("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
         statements = t_env.create_statement_set()
         counted = "articles"
-        if stage == "tvf-split":
+        if stage in ("tvf-split", "tvf-hits"):
             fired = (f"COALESCE(CURRENT_WATERMARK(record_ts) >= TO_TIMESTAMP_LTZ("
                      f"published_at - MOD(published_at, {c.window_ms}) + {c.window_ms - 1}, 3), FALSE)")
             t_env.execute_sql(f"CREATE TEMPORARY VIEW split AS SELECT *, {fired} AS fired FROM articles")
@@ -130,6 +156,20 @@ def main() -> None:
             SELECT window_start, window_end, term, article_id, feed_url, title, published_at
             FROM TABLE(TUMBLE(TABLE {counted}, DESCRIPTOR(record_ts), {size}))
             CROSS JOIN UNNEST(SPLIT(terms, U&'\\001F')) AS t (term)""")
+        if stage == "tvf-hits":
+            t_env.create_temporary_function("fold_hits", udf(FoldHits(c.examples), result_type=FOLDED))
+            t_env.execute_sql(
+                "CREATE TABLE term_folds (window_start TIMESTAMP(3), term STRING, articles BIGINT, feeds BIGINT,"
+                " examples STRING) WITH ('connector' = 'blackhole')")
+            statements.add_insert_sql("""
+                INSERT INTO term_folds
+                SELECT window_start, term, f.articles, f.feeds, f.examples FROM (
+                  SELECT window_start, term, fold_hits(hits) AS f FROM (
+                    SELECT window_start, term,
+                      JSON_ARRAYAGG(JSON_ARRAY(published_at, article_id, title, feed_url)) AS hits
+                    FROM hits GROUP BY window_start, window_end, term))""")
+            statements.execute()
+            return
         statements.add_insert_sql("""
             INSERT INTO term_counts
             SELECT window_start, term, COUNT(*), COUNT(DISTINCT feed_url) FROM hits
