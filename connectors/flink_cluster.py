@@ -208,20 +208,23 @@ COUNTERS = ("events_in", "dead_letters", "duplicates", "late_beyond_lateness", "
 # The events source's table name (connectors/flink_io.py); Flink names the source
 # operator, and so its numRecordsOut counter, after it.
 SOURCE_TABLE = "feed_events_source"
-# What the job's operators count.  Records read are the Kafka source's own counter;
-# duplicates are dropped inside the JVM, so they are the records read that were
-# neither rejected nor first copies.
-_REPORTED = ("dead_letters", "first_copies", "late_beyond_lateness", "rows_out")
-_SOURCE_RECORDS = f"Source__{SOURCE_TABLE}"
+# What the job's Python operators count, and Flink's own counters of its JVM operators:
+# records read are the Kafka source's output; duplicates are what Flink's
+# Deduplicate operator takes in and does not pass on.
+_REPORTED = ("dead_letters", "late_beyond_lateness", "rows_out")
+_SOURCE_OPERATOR = f"Source__{SOURCE_TABLE}"
+_DEDUP_OPERATOR = "Deduplicate"
 
 
 def _counter_name(metric_id: str) -> str | None:
-    """`<operator>.<name>` -> our name for it, or None for a metric we do not sum."""
+    """`<operator>.<name>` -> what it adds to, or None for a metric we do not sum."""
     operator, _, name = metric_id.rpartition(".")
     if name in _REPORTED:
         return name
-    if name == "numRecordsOut" and operator.startswith(_SOURCE_RECORDS):
+    if name == "numRecordsOut" and operator.startswith(_SOURCE_OPERATOR):
         return "events_in"
+    if name in ("numRecordsIn", "numRecordsOut") and operator.startswith(_DEDUP_OPERATOR):
+        return "dedup_" + name
     return None
 
 
@@ -325,12 +328,8 @@ def last_checkpoint(config: Config, job_id: str) -> dict | None:
 
 
 def job_counters(config: Config, job_id: str) -> dict[str, int]:
-    """The job's own counters (summed over subtasks), as Flink reports them, and the duplicates they imply.
-
-    The counters live in different operators and are read one after another, so
-    while events flow `duplicates` can be off by what is in flight between them.
-    """
-    totals = dict.fromkeys((*_REPORTED, "events_in"), 0)
+    """The job's counters (summed over subtasks), as Flink reports them."""
+    totals = dict.fromkeys((*_REPORTED, "events_in", "dedup_numRecordsIn", "dedup_numRecordsOut"), 0)
     for vertex in job_details(config, job_id).get("vertices", []):
         base = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
         names = [m["id"] for m in flink_rest.call(config, base)]
@@ -339,6 +338,5 @@ def job_counters(config: Config, job_id: str) -> dict[str, int]:
             continue
         for metric in flink_rest.call(config, f"{base}?get={','.join(wanted)}&agg=sum"):
             totals[_counter_name(metric["id"])] += int(float(metric.get("sum", 0)))
-    first_copies = totals.pop("first_copies")
-    totals["duplicates"] = max(0, totals["events_in"] - totals["dead_letters"] - first_copies)
+    totals["duplicates"] = totals["dedup_numRecordsIn"] - totals["dedup_numRecordsOut"]
     return {name: totals[name] for name in COUNTERS}

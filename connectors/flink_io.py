@@ -135,7 +135,7 @@ class KafkaRecordSource:
         )
         # `event_time` stays in the source, where it makes the watermarks; handing it on
         # would convert a TIMESTAMP per record, and nothing downstream reads it.
-        return t_env.sql_query(f"SELECT `value`, `topic`, `partition`, `offset`, `pt` FROM {SOURCE_TABLE}")
+        return t_env.sql_query(f"SELECT `value`, `topic`, `partition`, `offset`, `pt`, `event_time` FROM {SOURCE_TABLE}")
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class CollectionRecordSource:
         # Python operators after them still run at the job's parallelism.)
         t_env.get_config().set("table.exec.resource.default-parallelism", "1")
         table = t_env.from_data_stream(stream, schema)
-        return table.select(col("value"), col("topic"), col("partition"), col("offset"), col("pt"))
+        return table.select(col("value"), col("topic"), col("partition"), col("offset"), col("pt"), col("event_time"))
 
 
 @dataclass(frozen=True)

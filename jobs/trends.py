@@ -38,11 +38,11 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
 
-from connectors.flink_io import SIDE_TYPE, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks, to_sink_row
+from connectors.flink_io import SIDE_TYPE, sql_interval, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks, to_sink_row
 from core.config import Config, load_config
-from udfs.buckets import MAX_PARALLELISM, group_by_bucket
-from udfs.operators import BucketWindows, Step, parse_columns, rank_fire, rank_timers, route_terms, side_record
-from udfs.windows import window_start
+from udfs.buckets import MAX_PARALLELISM, bucket_key, group_by_bucket
+from udfs.operators import BucketWindows, Step, counted_window, parse_columns, rank_fire, rank_timers, route_terms, side_record
+from udfs.windows import TermWindow, window_start
 
 DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
 LATE_TAG = OutputTag("late-events", SIDE_TYPE)
@@ -76,24 +76,36 @@ PARSED_TYPE = DataTypes.ROW([
 ])
 
 
-def routed_sql(config: Config) -> str:
-    """The JVM part of the job as one query over `feed_records`: every record once, with its route.
+def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
+    """The JVM part of the job over `feed_records`; returns the query of what goes on to Python.
 
-    Each partition's watermark is `udfs.operators.partition_watermark` as an OVER
-    aggregate keyed by partition (JVM keyed state, restored with the checkpoint);
-    MAX skips the NULL `published_at` of rejected records, so only valid events
-    move it.  The OVER's max includes the row itself, which gives the same verdict
-    as the max before it: an event that raises the max is never late, and a late
-    one leaves the max as it was.  The first copy per article_id is Flink's
-    Deduplicate; a rejected record is its own key (its partition and offset), so
-    it always passes.  Lateness is `udfs.windows.classify_lateness` on the
-    watermark.  One chain with no branches, so the planner runs the Python
-    function once per record.
+    `feed_rows`: every record once, with its kind.  Each partition's watermark is
+    `udfs.operators.partition_watermark` as an OVER aggregate keyed by partition
+    (JVM keyed state, restored with the checkpoint); MAX skips the NULL
+    `published_at` of rejected records, so only valid events move it.  The OVER's
+    max includes the row itself, which gives the same verdict as the max before
+    it: an event that raises the max is never late, and a late one leaves the max
+    as it was.  The first copy per article_id is Flink's Deduplicate; a rejected
+    record is its own key (its partition and offset), so it always passes.
+    Lateness is `udfs.windows.classify_lateness` on that watermark.
+
+    Kinds: "dlq" (rejected), "late" (beyond the lateness), "count" (its window has
+    not fired by Flink's watermark here), "article" (its window has fired, within
+    the lateness: term-windows revises it).  "count" rows are counted per (window,
+    term) by the window table function, whose watermark is never ahead of the one
+    here (watermarks travel behind the rows before them), so it drops none of
+    them; each (window, term) leaves the JVM once, with its articles as JSON.  A
+    row whose record timestamp is not its `published_at` (a foreign producer) is
+    never "count": the window function windows by the record timestamp.
+
+    The query is a UNION of two branches over `feed_rows`; sub-plan reuse keeps
+    one parse, OVER and Deduplicate under both.
     """
     size, lateness, lag = config.window_ms, config.allowed_lateness_ms, config.out_of_orderness_ms + 1
-    return f"""
+    t_env.execute_sql(f"""
+    CREATE TEMPORARY VIEW feed_rows AS
     WITH parsed AS (
-      SELECT `value`, `topic`, `partition`, `offset`, pt,
+      SELECT `value`, `topic`, `partition`, `offset`, pt, event_time,
         p.ok AS ok, p.article_id AS article_id, p.feed_url AS feed_url, p.title AS title,
         p.published_at AS published_at, p.terms AS terms
       FROM (SELECT *, parse_record(`value`) AS p FROM feed_records)
@@ -105,7 +117,8 @@ def routed_sql(config: Config) -> str:
       FROM parsed
     ),
     first_copies AS (
-      SELECT *, `watermark` - (published_at - MOD(published_at, {size}) + {size - 1} + {lateness}) AS late_by
+      SELECT *, `watermark` - (published_at - MOD(published_at, {size}) + {size - 1} + {lateness}) AS late_by,
+        published_at - MOD(published_at, {size}) + {size - 1} AS fire_at
       FROM (
         SELECT *, ROW_NUMBER() OVER (
             PARTITION BY article_id, CASE WHEN ok THEN -1 ELSE `partition` END, CASE WHEN ok THEN -1 ELSE `offset` END
@@ -114,37 +127,65 @@ def routed_sql(config: Config) -> str:
         FROM watermarked)
       WHERE copy = 1
     )
-    SELECT CASE WHEN NOT ok THEN 'dlq' WHEN late_by >= 0 THEN 'late' ELSE 'article' END AS kind,
+    SELECT CASE
+        WHEN NOT ok THEN 'dlq'
+        WHEN late_by >= 0 THEN 'late'
+        WHEN event_time = TO_TIMESTAMP_LTZ(published_at, 3)
+          AND COALESCE(CURRENT_WATERMARK(event_time) < TO_TIMESTAMP_LTZ(fire_at, 3), TRUE) THEN 'count'
+        ELSE 'article' END AS kind,
+      `value`, `topic`, `partition`, `offset`, event_time, late_by, `watermark`,
+      article_id, feed_url, title, published_at, terms
+    FROM first_copies""")
+    t_env.execute_sql("CREATE TEMPORARY VIEW on_time_rows AS SELECT * FROM feed_rows WHERE kind = 'count'")
+    return f"""
+    SELECT kind,
       -- The record value only where the side record is built from it.
-      CASE WHEN NOT ok OR late_by >= 0 THEN `value` END AS `value`, `topic`, `partition`, `offset`,
-      late_by, `watermark`, article_id, feed_url, title, published_at, terms
-    FROM first_copies"""
+      CASE WHEN kind IN ('dlq', 'late') THEN `value` END AS `value`, `topic`, `partition`, `offset`,
+      late_by, `watermark`, article_id, feed_url, title, published_at, terms,
+      CAST(NULL AS STRING) AS term, CAST(NULL AS STRING) AS hits
+    FROM feed_rows WHERE kind <> 'count'
+    UNION ALL
+    SELECT 'counted', CAST(NULL AS BYTES), CAST(NULL AS STRING), CAST(NULL AS INT), CAST(NULL AS BIGINT),
+      CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS STRING),
+      CAST(NULL AS BIGINT), CAST(NULL AS STRING), term, hits
+    FROM (
+      SELECT term, JSON_ARRAYAGG(JSON_ARRAY(published_at, article_id, title, feed_url NULL ON NULL)) AS hits
+      FROM TABLE(TUMBLE(TABLE on_time_rows, DESCRIPTOR(event_time), {sql_interval(size)}))
+      CROSS JOIN UNNEST(JSON_QUERY(terms, '$' RETURNING ARRAY<STRING>)) AS t (term)
+      GROUP BY window_start, window_end, term)"""
 
 
 class Route(ProcessFunction):
-    """route: the JVM's rows -> one record per term bucket of each on-time article; DLQ and late to side outputs."""
+    """route: the JVM's rows -> term-windows' records (by term bucket); DLQ and late to side outputs.
+
+    A "counted" row (one (window, term) of on-time articles) becomes one record; an
+    "article" row (its window had fired) one record per term bucket of its terms.
+    """
 
     def __init__(self, config: Config):
         self.size_ms = config.window_ms
         self.buckets = config.term_buckets
+        self.k = config.examples
 
     def open(self, runtime_context: RuntimeContext) -> None:
         metrics = runtime_context.get_metrics_group()
-        # Duplicates never leave the JVM: `status` counts them as the events read
-        # (the source's own counter) that were neither rejected nor first copies
-        # (connectors/flink_cluster.job_counters).
-        self.first_copies = metrics.counter("first_copies")
         self.dead_letters = metrics.counter("dead_letters")
         self.late = metrics.counter("late_beyond_lateness")
 
     def process_element(self, row, ctx: ProcessFunction.Context) -> Iterator:
-        kind, value, topic, partition, offset, late_by, watermark, article_id, feed_url, title, published_at, terms = row
+        (kind, value, topic, partition, offset, late_by, watermark,
+         article_id, feed_url, title, published_at, terms, term) = row[:13]
+        if kind == "counted":
+            ws, counted = counted_window(row[13], self.size_ms, self.k)
+            # -> (bucket key, window_start, terms, "counted", TermWindow state)
+            yield bucket_key(term, self.buckets), ws, (term,), "counted", counted.to_state()
+            return
         if kind == "article":
-            self.first_copies.inc()
             ws = window_start(published_at, self.size_ms)
-            # -> (bucket key, terms, window_start, article_id, feed_url, title, published_at)
+            # -> (bucket key, window_start, terms, "article", (article_id, feed_url, title, published_at))
+            article = (article_id, feed_url, title, published_at)
             for key, bucket_terms in group_by_bucket(route_terms(terms), self.buckets).items():
-                yield key, bucket_terms, ws, article_id, feed_url, title, published_at
+                yield key, ws, bucket_terms, "article", article
             return
         key, record = side_record(
             kind, value, topic, partition, offset, late_by_ms=late_by, watermark=watermark, size_ms=self.size_ms
@@ -153,7 +194,6 @@ class Route(ProcessFunction):
             self.dead_letters.inc()
             yield DLQ_TAG, Row(key, record.decode())
         else:
-            self.first_copies.inc()
             self.late.inc()
             yield LATE_TAG, Row(key, record.decode())
 
@@ -202,10 +242,15 @@ class TermWindows(KeyedProcessFunction):
             self.counts.remove(key)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
-        _, terms, ws, article_id, feed_url, title, published_at = value
-        step = self._bucket(ctx.get_current_key()).add(
-            ws, terms, article_id=article_id, feed_url=feed_url, title=title, published_at=published_at,
-        )
+        _, ws, terms, kind, payload = value
+        bucket = self._bucket(ctx.get_current_key())
+        if kind == "counted":
+            step = bucket.add_counted(ws, terms[0], TermWindow.from_state(payload))
+        else:
+            article_id, feed_url, title, published_at = payload
+            step = bucket.add(
+                ws, terms, article_id=article_id, feed_url=feed_url, title=title, published_at=published_at,
+            )
         self._apply(step, ctx.timer_service())
         for w, candidates in step.out:
             yield w, candidates, step.watermark
@@ -296,11 +341,11 @@ def build(
     t_env.create_temporary_view("feed_records", source(env, t_env))
 
     # -> Row(kind, value, topic, partition, offset, late_by, watermark, article_id, feed_url, title,
-    #        published_at, terms): kind "article" (first copy, on time), "late" or "dlq"
-    routed = t_env.to_data_stream(t_env.sql_query(routed_sql(config)))
+    #        published_at, terms, term, hits): kind "counted" (one (window, term) of on-time articles),
+    #        "article" (a first copy for a fired window, within the lateness), "late" or "dlq"
+    routed = t_env.to_data_stream(t_env.sql_query(create_routed_views(t_env, config)))
 
-    # -> (bucket key, terms, window_start, article_id, feed_url, title, published_at):
-    # one record per term bucket the article's terms fall into (udfs/buckets.py).
+    # -> (bucket key, window_start, terms, "counted" | "article", TermWindow state | article fields)
     term_hits = routed.process(Route(config)).name("route").uid("route").set_parallelism(p)
 
     # -> (window_start, ((term, Candidate), ...), watermark)

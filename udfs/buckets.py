@@ -89,6 +89,11 @@ def bucket_keys(buckets: int, max_parallelism: int = MAX_PARALLELISM) -> tuple[i
     return tuple(int(label) for label in labels)  # type: ignore[arg-type]
 
 
+def bucket_key(term: str, buckets: int) -> int:
+    """The key label of the bucket one term falls into (as `group_by_bucket` keys it)."""
+    return bucket_keys(buckets)[term_bucket(term, buckets)]
+
+
 def group_by_bucket(terms: tuple[str, ...], buckets: int) -> dict[int, tuple[str, ...]]:
     """bucket key label -> the article's terms in that bucket (each in sorted order, as given)."""
     keys = bucket_keys(buckets)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 from udfs.dead_letter import dlq_record, late_record
@@ -44,7 +44,9 @@ from udfs.windows import (
     cleanup_time,
     expiry_time,
     fire_time,
+    fold_hits,
     last_fired_window_start,
+    merge_windows,
     window_end,
     window_start,
 )
@@ -80,6 +82,13 @@ def parse_columns(value: bytes, include_summary: bool) -> ParsedColumns:
 def route_terms(terms_json: str) -> tuple[str, ...]:
     """`parse_columns`' terms column back as the article's sorted terms."""
     return tuple(json.loads(terms_json))
+
+
+def counted_window(hits_json: str, size_ms: int, k: int) -> tuple[int, TermWindow]:
+    """A (window, term) the JVM counted: its articles as a JSON array of [published_at, article_id, title,
+    feed_url] -> (window_start, the aggregate `add_article` one by one would have built)."""
+    hits = [(int(p), a, t, f) for p, a, t, f in json.loads(hits_json)]
+    return window_start(hits[0][0], size_ms), fold_hits(hits, k)
 
 
 # -- parse-validate: each partition's own watermark ---------------------------------------------
@@ -218,6 +227,21 @@ class BucketWindows:
         now, for itself and the later fired windows whose baseline includes it; a
         later one is counted and fires with its timer.
         """
+        def fold(agg: TermWindow | None) -> TermWindow:
+            return add_article(
+                agg, article_id=article_id, feed_url=feed_url, title=title, published_at=published_at, k=self.k,
+            )
+
+        return self._count(ws, terms, fold)
+
+    def add_counted(self, ws: int, term: str, counted: TermWindow) -> Step:
+        """Merge a (window, term) aggregate counted upstream (the window's on-time articles) into window `ws`.
+
+        The same rules as `add`: the articles it holds are never also added one by one.
+        """
+        return self._count(ws, (term,), lambda agg: merge_windows(agg, counted, self.k))
+
+    def _count(self, ws: int, terms: tuple[str, ...], fold: Callable[[TermWindow | None], TermWindow]) -> Step:
         watermark = self.timer_watermark
         step = Step(watermark=watermark)
         if ws not in self.expiry_timers:
@@ -229,10 +253,7 @@ class BucketWindows:
             self.fire_timers.add(ws)
         for term in terms:
             history = self.by_term.get(term, {})
-            agg = add_article(
-                history.get(ws), article_id=article_id, feed_url=feed_url, title=title, published_at=published_at,
-                k=self.k,
-            )
+            agg = fold(history.get(ws))
             self._put(ws, term, agg)
             step.puts[state_key(ws, term)] = agg.to_state()  # plain tuples pickle ~3x faster than the dataclass
         if ws > fired_upto:

@@ -18,6 +18,7 @@ use these numbers directly:
 from __future__ import annotations
 
 import bisect
+import heapq
 from dataclasses import dataclass
 
 # Flink's watermark before the first watermark arrives (Long.MIN_VALUE).
@@ -133,3 +134,27 @@ def add_article(
         j = bisect.bisect_left(best, example)
         best = (best[:j] + (example,) + best[j:])[:k]
     return TermWindow(agg.articles + 1, feeds, best)
+
+
+def merge_windows(agg: TermWindow | None, other: TermWindow, k: int) -> TermWindow:
+    """Two aggregates of one (window, term) over disjoint sets of articles, as one.
+
+    Order-independent like `add_article`: the job counts most articles in the JVM
+    (a window's on-time rows, pre-counted) and folds the rest in one at a time
+    (rows for a window that had already fired), in whatever order they arrive.
+    """
+    if agg is None:
+        return other
+    feeds = tuple(sorted(set(agg.feeds).union(other.feeds)))
+    best = tuple(heapq.nsmallest(k, agg.best + other.best))
+    return TermWindow(agg.articles + other.articles, feeds, best)
+
+
+Hit = tuple[int, str, str, str]  # (published_at, article_id, title, feed_url)
+
+
+def fold_hits(hits: list[Hit], k: int) -> TermWindow:
+    """One (window, term)'s articles, in any order, as its aggregate (as `add_article` one by one would give)."""
+    feeds = tuple(sorted({feed for _, _, _, feed in hits}))
+    best = tuple(heapq.nsmallest(k, ((p, a, t) for p, a, t, _ in hits)))
+    return TermWindow(len(hits), feeds, best)

@@ -102,11 +102,11 @@ def test_semantics_on_a_crafted_log(parallelism: int) -> None:
     assert storm0.feeds == 2
     storm0_revisions = [r for r in result.emitted if r.key() == storm0.key()]
     assert [r.revision for r in storm0_revisions] == list(range(1, len(storm0_revisions) + 1))
-    if parallelism == 1:
-        # One channel between each pair of operators: the window fires (3 articles)
-        # before a6 arrives, and a6 makes a second revision.  With two channels the
-        # window's first firing may already include a6: only the final row is fixed.
-        assert [r.articles for r in storm0_revisions][:2] == [3, 4]
+    # a6 is counted by the window's first firing if it reached the JVM's split before
+    # Flink's watermark passed the window (the collection source's watermarks are
+    # periodic, so that depends on timing), else by a revision: either way counts only grow.
+    articles = [r.articles for r in storm0_revisions]
+    assert articles == sorted(articles) and articles[-1] == 4
     # The duplicate came from F2 but a1's first copy (F1) won: F2 is not counted for a1.
     assert latest[f"{H0}|feed:{F1}"].articles == 3  # a1, a3, a6
     assert latest[f"{H0}|feed:{F2}"].articles == 1  # a2
