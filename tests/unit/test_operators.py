@@ -13,6 +13,7 @@ import pytest
 from tests.eventgen import BASE_MS, event
 from udfs.operators import (
     REJECTED,
+    counted_window,
     BucketWindows,
     dedup_verdict,
     parse_columns,
@@ -146,3 +147,20 @@ def test_rank_timers_and_fire() -> None:
 def test_term_window_state_round_trip() -> None:
     agg = TermWindow(2, ("a", "b"), ((1, "x", "t"),))
     assert TermWindow.from_state(agg.to_state()) == agg
+
+
+def test_a_counted_window_fires_with_its_timer_and_articles_after_it_revise_it() -> None:
+    bucket = BucketWindows(H, H, 2, 3)
+    ws, counted = counted_window(
+        json.dumps([[10 * H + 5, "url:b", "Storm b", "f2"], [10 * H + 1, "url:a", "Storm a", "f1"]]), H, 3,
+    )
+    assert ws == 10 * H and (counted.articles, counted.feeds) == (2, ("f1", "f2"))
+    step = bucket.add_counted(ws, "storm", counted)
+    assert step.out == [] and fire_time(ws, H) in step.timers  # counted, fires with its timer
+    fired = bucket.on_timer(fire_time(ws, H))
+    assert [(w, [(t, c.articles, c.examples) for t, c in cands]) for w, cands in fired.out] == [
+        (ws, [("storm", 2, ("Storm a", "Storm b"))])
+    ]
+    # An article for the fired window, within the lateness, revises it at once.
+    late = add(bucket, ws, ("storm",), article_id="url:c")
+    assert [(w, [(t, c.articles, c.feeds) for t, c in cands]) for w, cands in late.out] == [(ws, [("storm", 3, 3)])]

@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from udfs.windows import (
+    fold_hits,
+    merge_windows,
     MAX_WATERMARK,
     NO_WATERMARK,
     TermWindow,
@@ -103,3 +105,29 @@ def test_fold_is_independent_of_arrival_order(raw: list[tuple[str, str, int]], k
     assert a.feeds == tuple(sorted({f for _, f, _, _ in items}))
     expected_best = sorted((ts, i, t) for i, _, t, ts in items)[:k]
     assert list(a.best) == expected_best
+
+
+_articles = st.lists(
+    st.tuples(st.integers(0, 50), st.sampled_from(["f1", "f2", "f3"]), st.sampled_from(["t", "u"])),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_articles, st.integers(0, 12), st.integers(0, 4), st.randoms(use_true_random=False))
+def test_counting_upstream_then_merging_equals_adding_one_by_one(articles, cut, k, rnd) -> None:
+    """The job counts a window's on-time articles in the JVM (fold_hits) and merges the rest in
+    (merge_windows / add_article) in any order: the aggregate must be the one-by-one fold's."""
+    hits = [(published_at, f"a{i}", title, feed) for i, (published_at, feed, title) in enumerate(articles)]
+    expected = None
+    for p, a, t, f in hits:
+        expected = add_article(expected, article_id=a, feed_url=f, title=t, published_at=p, k=k)
+    rnd.shuffle(hits)
+    counted, rest = hits[:cut], hits[cut:]
+    got = fold_hits(counted, k) if counted else None
+    for p, a, t, f in rest:
+        got = add_article(got, article_id=a, feed_url=f, title=t, published_at=p, k=k)
+    assert got == expected
+    if counted and rest:
+        # Two upstream counts of disjoint articles merge to the same aggregate as well.
+        assert merge_windows(fold_hits(rest, k), fold_hits(counted, k), k) == expected
