@@ -30,10 +30,10 @@ from core.config import Config
 from udfs.event import MIN_PUBLISHED_AT_MS
 from udfs.trend_row import COLUMNS, TrendRow
 
-# A Kafka record reaches the job as Row(value, topic, partition, offset, pt), pt its
-# processing time (what "first copy" and "the partition's max so far" are ordered
-# by).  Its event time (the record timestamp) makes the watermarks in the source and
-# goes no further.
+# A Kafka record reaches the job as Row(value, topic, partition, offset, pt, event_time):
+# pt its processing time (what "first copy" and "the partition's max so far" are
+# ordered by), event_time the record timestamp, which makes the watermarks in the
+# source and windows the JVM's counts; it never reaches Python.
 
 # Flink's SQL type and row type of each column kind of udfs/trend_row.COLUMNS.
 _FLINK_KINDS = {
@@ -133,8 +133,6 @@ class KafkaRecordSource:
               {_with(options)}
             )"""
         )
-        # `event_time` stays in the source, where it makes the watermarks; handing it on
-        # would convert a TIMESTAMP per record, and nothing downstream reads it.
         return t_env.sql_query(f"SELECT `value`, `topic`, `partition`, `offset`, `pt`, `event_time` FROM {SOURCE_TABLE}")
 
 
@@ -260,6 +258,6 @@ class TrendSinks:
 
 
 class SourceFactory(Protocol):
-    """Builds the record table: (value, topic, partition, offset, pt), watermarks from the event time."""
+    """Builds the record table: (value, topic, partition, offset, pt, event_time), watermarks from event_time."""
 
     def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table: ...

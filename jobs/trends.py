@@ -1,20 +1,20 @@
 """The trends job: Kafka events -> dedup -> tumbling term windows -> trend scores.
 
-Wiring only.  Each stateful operator below is a shell over a step function in
+Wiring only.  Each stateful Python operator below is a shell over a step function in
 `udfs/operators.py`: it loads its state, calls the step, applies the state writes,
 registers the timers and yields the outputs.  tests/streaming_sim.py drives the same
 steps as plain Python, for the property tests.  Sources and sinks come from `connectors/`, so tests can hand
 `build()` a collection source and collect the outputs.
 
-    records (value bytes, topic, partition, offset)          -- JVM, one query (routed_sql):
+    records (value bytes, topic, partition, offset)     -- JVM (create_routed_views):
       -> parse-record              Python scalar function: columns and terms, or rejected
       -> OVER       key partition  the partition's max published_at -> its watermark (state, TTL)
       -> Deduplicate key article_id  first copy wins (state: seen, TTL)
-      -> lateness                  late beyond lateness / on time / rejected: the row's kind
-                                                              -- Python from here on:
-      -> route                     article -> one record per term bucket:
-                                   (bucket, terms, window_start, example fields);
-                                   rejected -> DLQ, late -> late side output
+      -> lateness + split          dlq / late / count (window not fired) / article (fired, within lateness)
+      -> count rows: window table function per (window, term): its articles as JSON, once
+                                                         -- Python from here on:
+      -> route                     counted (window, term) -> one record; article -> one record per
+                                   term bucket; rejected -> DLQ, late -> late side output
       -> term-windows key bucket   counts per (term, window); fires at window end,
                                    refreshes fired windows on late data
       -> rank        key window    ranks, revisions -> trend rows
@@ -337,7 +337,7 @@ def build(
     t_env.create_temporary_function(
         "parse_record", udf(ParseRecord(config.include_summary), result_type=PARSED_TYPE)
     )
-    # Row(value, topic, partition, offset, pt), watermarks per partition from the record timestamp
+    # Row(value, topic, partition, offset, pt, event_time), watermarks per partition from event_time
     t_env.create_temporary_view("feed_records", source(env, t_env))
 
     # -> Row(kind, value, topic, partition, offset, late_by, watermark, article_id, feed_url, title,

@@ -1,8 +1,11 @@
 """A single-threaded run of the trends job's operators, for property tests.
 
 It drives the step functions of `udfs/operators.py`, the same ones the Flink
-operators in `jobs/trends.py` are shells over, with dicts for keyed state and a
-heap for each operator's timers:
+operators in `jobs/trends.py` are shells over (or, for the JVM operators, what
+their SQL computes), with dicts for keyed state and a heap for each operator's
+timers.  Every article reaches term-windows one by one here; the job counts a
+window's on-time articles in the JVM and merges them in (`BucketWindows.add_counted`),
+which tests/unit/test_windows.py shows gives the same aggregates in any order and split:
 
     records
       -> parse-validate    keyed by partition: parse_event; partition_watermark
