@@ -29,7 +29,13 @@ $(JARS_STAMP): pom.xml
 	mvn --batch-mode --quiet -P kafka-broker dependency:copy-dependencies
 	touch $@
 
-install: $(VENV_STAMP) $(JARS_STAMP)
+# The job's own JVM operators (connectors/jvm), compiled against PyFlink's lib/ into
+# the jar dir the stack adds to the cluster's lib/.
+JVM_JAR := .cache/jars/flink/feedtrends-jvm.jar
+$(JVM_JAR): $(VENV_STAMP) connectors/jvm/build.sh $(shell find connectors/jvm -name '*.java')
+	connectors/jvm/build.sh "$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))')/lib" $@
+
+install: $(VENV_STAMP) $(JARS_STAMP) $(JVM_JAR)
 jars: $(JARS_STAMP)
 
 # The schemas that k8s/feedtrends.yaml and docker-compose.yml are validated against

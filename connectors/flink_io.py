@@ -18,6 +18,7 @@ date.  Readers of the Kafka topics must use `isolation.level=read_committed`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
 from typing import Protocol
 
 from pyflink.common import Row, Types
@@ -255,6 +256,51 @@ class TrendSinks:
         statements.add_insert_sql("INSERT INTO dlq_kafka SELECT kafka_key, kafka_value FROM dlq_rows")
         statements.add_insert_sql("INSERT INTO late_kafka SELECT kafka_key, kafka_value FROM late_rows")
         return statements
+
+
+# The job's own JVM operator (connectors/jvm), in the jar `make install` builds into the jar dir.
+WATERMARK_RESTORER = "feedtrends.flink.WatermarkRestorer"
+
+
+def with_restored_watermarks(t_env: StreamTableEnvironment, records: Table, config: Config) -> Table:
+    """The record table behind `WatermarkRestorer`: the same rows and watermarks, plus the
+    watermark the source had reached before a restore, sent when the input goes idle.
+
+    Without it a job restored after its last records were read never closes its last
+    windows (Flink keeps no watermark in a checkpoint).  The operator runs at the source's
+    parallelism, chained to it, so each partition's records keep their order.
+    """
+    from pyflink.java_gateway import get_gateway
+
+    lag = config.out_of_orderness_ms + 1
+    stream = t_env.to_data_stream(records.select(
+        col("value"), col("topic"), col("partition"), col("offset"), col("event_time")
+    ))
+    j_in = stream._j_data_stream
+    # gateway.jvm.feedtrends.flink.WatermarkRestorer, by its one name
+    operator = reduce(getattr, WATERMARK_RESTORER.split("."), get_gateway().jvm)(lag)
+    j_out = (
+        j_in.transform("watermark-restore", j_in.getType(), operator)
+        .uid("watermark-restore")
+        .setParallelism(j_in.getParallelism())
+    )
+    schema = (
+        Schema.new_builder()
+        .column("value", DataTypes.BYTES())
+        .column("topic", DataTypes.STRING())
+        .column("partition", DataTypes.INT())
+        .column("offset", DataTypes.BIGINT())
+        .column("event_time", DataTypes.TIMESTAMP_LTZ(3))
+        # The record timestamp is the event time; the watermarks are the operator's.
+        .column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))
+        .column_by_expression("pt", "PROCTIME()")
+        .watermark("rowtime", "SOURCE_WATERMARK()")
+        .build()
+    )
+    table = t_env.from_data_stream(DataStream(j_out), schema)
+    return table.select(
+        col("value"), col("topic"), col("partition"), col("offset"), col("pt"), col("rowtime").alias("event_time")
+    )
 
 
 class SourceFactory(Protocol):

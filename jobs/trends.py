@@ -35,14 +35,34 @@ from pyflink.datastream import (
     StreamExecutionEnvironment,
 )
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.time_domain import TimeDomain
 from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
 
-from connectors.flink_io import SIDE_TYPE, sql_interval, TREND_TYPE, KafkaRecordSource, SourceFactory, TrendSinks, to_sink_row
+from connectors.flink_io import (
+    SIDE_TYPE,
+    TREND_TYPE,
+    KafkaRecordSource,
+    SourceFactory,
+    TrendSinks,
+    sql_interval,
+    to_sink_row,
+    with_restored_watermarks,
+)
 from core.config import Config, load_config
 from udfs.buckets import MAX_PARALLELISM, bucket_key, group_by_bucket
-from udfs.operators import BucketWindows, Step, counted_window, parse_columns, rank_fire, rank_timers, route_terms, side_record
-from udfs.windows import TermWindow, window_start
+from udfs.operators import (
+    BucketWindows,
+    Step,
+    counted_window,
+    parse_columns,
+    rank_fire,
+    rank_flush_time,
+    rank_timers,
+    route_terms,
+    side_record,
+)
+from udfs.windows import TermWindow, expiry_time, window_start
 
 DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
 LATE_TAG = OutputTag("late-events", SIDE_TYPE)
@@ -268,13 +288,17 @@ class Rank(KeyedProcessFunction):
     """Keyed by window_start: ranks the window's terms and emits changed rows as new revisions.
 
     Candidates wait in `pending` until a timer just after the current watermark,
-    so that all the updates one watermark step brings are ranked together.
+    so that all the updates one watermark step brings are ranked together, or, if
+    no watermark comes for as long as the source waits before it calls a partition
+    idle, until a processing-time timer (`rank_flush_time`).
     """
 
     def __init__(self, config: Config):
         self.size_ms = config.window_ms
         self.lateness_ms = config.allowed_lateness_ms
+        self.n = config.baseline_windows
         self.min_support = config.min_support
+        self.flush_ms = config.idleness_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
         # term -> last emitted TrendRow; term -> Candidate not yet ranked
@@ -290,16 +314,22 @@ class Rank(KeyedProcessFunction):
         ws, candidates, watermark = value
         self.pending.put_all({term: tuple(candidate) for term, candidate in candidates})
         timers = ctx.timer_service()
-        for ts in rank_timers(ws, watermark, self.size_ms, self.lateness_ms):
+        for ts in rank_timers(ws, watermark, self.size_ms, self.lateness_ms, self.n):
             timers.register_event_time_timer(ts)
+        timers.register_processing_time_timer(rank_flush_time(timers.current_processing_time(), self.flush_ms))
         return iter(())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
         ws = ctx.get_current_key()
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            # No watermark came since these candidates arrived: rank them at the current one.
+            timestamp = ctx.timer_service().current_watermark()
         pending = dict(self.pending.items())
+        if not pending and timestamp < expiry_time(ws, self.size_ms, self.lateness_ms, self.n):
+            return
         step = rank_fire(
             dict(self.previous.items()) if pending else {}, pending, timestamp, ws,
-            size_ms=self.size_ms, lateness_ms=self.lateness_ms, min_support=self.min_support,
+            size_ms=self.size_ms, lateness_ms=self.lateness_ms, n=self.n, min_support=self.min_support,
             emitted_at=int(time.time() * 1000),
         )
         if pending:
@@ -337,8 +367,9 @@ def build(
     t_env.create_temporary_function(
         "parse_record", udf(ParseRecord(config.include_summary), result_type=PARSED_TYPE)
     )
-    # Row(value, topic, partition, offset, pt, event_time), watermarks per partition from event_time
-    t_env.create_temporary_view("feed_records", source(env, t_env))
+    # Row(value, topic, partition, offset, pt, event_time), watermarks per partition from event_time,
+    # and after a restore the watermark the source had reached (sent when the input goes idle)
+    t_env.create_temporary_view("feed_records", with_restored_watermarks(t_env, source(env, t_env), config))
 
     # -> Row(kind, value, topic, partition, offset, late_by, watermark, article_id, feed_url, title,
     #        published_at, terms, term, hits): kind "counted" (one (window, term) of on-time articles),

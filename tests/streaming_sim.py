@@ -158,7 +158,7 @@ class StreamingSim:
     def _to_ranker(self, ws: int, candidates, watermark: int) -> None:
         p = self.params
         self.pending.setdefault(ws, {}).update({term: tuple(c) for term, c in candidates})
-        for ts in rank_timers(ws, watermark, p.size_ms, p.lateness_ms):
+        for ts in rank_timers(ws, watermark, p.size_ms, p.lateness_ms, p.n):
             self.rank_timers.register(ws, ts)
 
     def _advance(self, new_watermark: int) -> None:
@@ -175,7 +175,7 @@ class StreamingSim:
             pending = self.pending.pop(ws, {})
             step = rank_fire(
                 self.previous.get(ws, {}), pending, ts, ws,
-                size_ms=p.size_ms, lateness_ms=p.lateness_ms, min_support=p.min_support, emitted_at=ts,
+                size_ms=p.size_ms, lateness_ms=p.lateness_ms, n=p.n, min_support=p.min_support, emitted_at=ts,
             )
             if step.rows:
                 self.previous.setdefault(ws, {}).update({row.term: row for row in step.rows})

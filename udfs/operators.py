@@ -41,7 +41,6 @@ from udfs.windows import (
     add_article,
     bounded_watermark,
     classify_lateness,
-    cleanup_time,
     expiry_time,
     fire_time,
     fold_hits,
@@ -295,29 +294,49 @@ class BucketWindows:
 # -- rank: one window's rows and revisions -----------------------------------------------------
 
 
-def rank_timers(ws: int, watermark: int, size_ms: int, lateness_ms: int) -> tuple[int, int]:
+def rank_timers(ws: int, watermark: int, size_ms: int, lateness_ms: int, n: int) -> tuple[int, int]:
     """Timers for candidates of window `ws` arriving at `watermark`: (revise, cleanup).
 
     Candidates wait until just after the current watermark, so all the updates one
     watermark step brings are ranked together.  Never past Long.MAX_VALUE: at the
     end of a bounded input the watermark is already there.
+
+    The window's rows are kept as long as term-windows keeps its counts (its
+    `expiry_time`), not only until its own lateness ends: an event of a partition
+    behind Flink's watermark (back from idle) is accepted by its own watermark and
+    revises the window, or the next n whose baselines it is in, until then; each
+    revision must follow the window's last one.
     """
     revise_at = min(max(fire_time(ws, size_ms), watermark + 1), MAX_WATERMARK)
-    return revise_at, cleanup_time(ws, size_ms, lateness_ms)
+    return revise_at, expiry_time(ws, size_ms, lateness_ms, n)
+
+
+def rank_flush_time(now_ms: int, wait_ms: int) -> int:
+    """A processing-time timer for candidates arriving at wall-clock `now_ms`: the first whole
+    second at least `wait_ms` later (whole seconds, so one timer serves a burst).
+
+    The revise timer waits for the watermark after the one the candidates came with.
+    When the input has stopped, no such watermark comes: the last windows' first rows,
+    and the revisions that a partition back from idle (behind the watermark) brings,
+    would wait for input that may never come.  This timer ranks them anyway.  The job
+    waits the source's idleness timeout: a watermark that has not come by then is not
+    coming, while in a flowing stream the revise timer is nearly always first.
+    """
+    return -(-(now_ms + wait_ms) // 1000) * 1000
 
 
 @dataclass(frozen=True, slots=True)
 class RankStep:
     rows: list[TrendRow]  # changed rows, new revisions; also the state's new `previous` entries
-    clear: bool  # the window is past cleanup: drop its state
+    clear: bool  # the window is past its expiry: drop its state
 
 
 def rank_fire(
     previous: Mapping[str, TrendRow], pending: Mapping[str, object], timestamp: int, ws: int, *,
-    size_ms: int, lateness_ms: int, min_support: int, emitted_at: int,
+    size_ms: int, lateness_ms: int, n: int, min_support: int, emitted_at: int,
 ) -> RankStep:
     """A rank timer of window `ws`: fold the pending candidates into the rows, re-rank, emit what changed."""
     rows: list[TrendRow] = []
     if pending:
         _, rows = revise(previous, pending, min_support, ws, window_end(ws, size_ms), emitted_at=emitted_at)
-    return RankStep(rows, timestamp >= cleanup_time(ws, size_ms, lateness_ms))
+    return RankStep(rows, timestamp >= expiry_time(ws, size_ms, lateness_ms, n))

@@ -1,7 +1,10 @@
 """The one input of every fault scenario, the batch oracle's answer for it, and its delivery.
 
 800 generated events (30% duplicates, 10% out of order within the bound, 2% beyond
-the allowed lateness, 1% malformed) plus one far-future sentinel per partition.
+the allowed lateness, 1% malformed), and nothing after them: no record from the
+harness moves the watermark on.  The windows the job must close are the ones its
+final watermark passes once the input has stopped and every partition has gone
+idle (the highest record timestamp - out-of-orderness - 1 ms), after a fault too.
 `produce` writes it at once; `Trickle` writes it in small batches while a scenario
 injects its faults, holding where the scenario says.
 """
@@ -16,10 +19,10 @@ from dataclasses import dataclass
 
 from connectors.synthetic import GeneratorConfig, generate
 from core.config import load_config
-from tests.eventgen import encode, event
 from tests.oracle import run_oracle
 from tests.support.rows import HOUR, oracle_params
-from udfs.windows import window_start
+from udfs.event import MIN_PUBLISHED_AT_MS
+from udfs.windows import fire_time
 
 PARTITIONS = 2
 # The job's semantics, the same in every scenario (and for the oracle).
@@ -51,7 +54,7 @@ class Reference:
 
     planned: tuple[Planned, ...]
     records: tuple[Record, ...]
-    rows: dict[str, tuple]  # window_start|term -> final content, windows before the sentinels'
+    rows: dict[str, tuple]  # window_start|term -> final content, windows the final watermark closes
     dlq: dict[tuple[int, int], str]
     late: dict[tuple[int, int], int]
     injected: dict[str, int]
@@ -63,20 +66,32 @@ def build_reference() -> Reference:
     for index, r in enumerate(synthetic):
         partition = zlib.crc32(r.key) % PARTITIONS if r.key is not None else index % PARTITIONS
         planned.append((partition, r.key, r.timestamp_ms, r.value))
-    # One valid sentinel per partition, far ahead, closes every data window.
-    sentinel_ts = max(r.timestamp_ms for r in synthetic) + 10 * HOUR
-    for p in range(PARTITIONS):
-        obj = event(f"url:sentinel-{p}", title=f"sentinel {p}", published_at=sentinel_ts)
-        planned.append((p, obj["article_id"].encode(), sentinel_ts, encode(obj)))
+    return reference_of(planned, injected)
+
+
+def reference_of(planned: list[Planned], injected: dict[str, int]) -> Reference:
+    """`planned`, written in this order into a fresh topic, and what the oracle makes of it."""
     next_offset = Counter()
     records: list[Record] = []
     for partition, _, ts, value in planned:
         records.append((partition, next_offset[partition], ts, value))
         next_offset[partition] += 1
-    expected = run_oracle(records, oracle_params(load_config(JOB_SETTINGS, env={})))
-    cutoff = window_start(sentinel_ts, HOUR)
-    rows = {k: v for k, v in expected.rows.items() if v[0] < cutoff}
+    config = load_config(JOB_SETTINGS, env={})
+    expected = run_oracle(records, oracle_params(config))
+    watermark = final_watermark([ts for _, _, ts, _ in records], config.out_of_orderness_ms)
+    # A window fires when the watermark reaches its last millisecond; its ranked rows go
+    # out on the next watermark after that, so one ending exactly at the final watermark waits.
+    rows = {k: v for k, v in expected.rows.items() if fire_time(v[0], HOUR) < watermark}
     return Reference(tuple(planned), tuple(records), rows, dict(expected.dlq), dict(expected.late), injected)
+
+
+def final_watermark(timestamps: list[int], out_of_orderness_ms: int) -> int:
+    """The job's watermark once every partition has gone idle: the highest record timestamp
+    the source counts - out-of-orderness - 1 ms.  Like the source, it counts a timestamp
+    before 2000 or more than a day ahead of the wall clock as the epoch."""
+    horizon = int(time.time() * 1000) + 86_400_000
+    counted = [ts if MIN_PUBLISHED_AT_MS <= ts <= horizon else 0 for ts in timestamps]
+    return max(counted) - out_of_orderness_ms - 1
 
 
 def _producer(bootstrap: str):

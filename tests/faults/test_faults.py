@@ -3,8 +3,8 @@ the batch oracle says, as the plain run does.
 
 One reference input (tests/faults/reference.py: 800 generated events with 30%
 duplicates, 10% out of order within the bound, 2% beyond the allowed lateness, 1%
-malformed, plus one far-future sentinel per partition) goes into fresh topics for
-each scenario while the job runs; a fault is injected while events flow:
+malformed, and no record after them that would move the watermark on) goes into fresh
+topics for each scenario while the job runs; a fault is injected while events flow:
 
     plain  no fault
     a      SIGKILL the TaskManager 3 times at seeded points; `up` restarts it
@@ -13,8 +13,13 @@ each scenario while the job runs; a fault is injected while events flow:
     d      stop-with-savepoint, then resume
     e      rescale 1 -> 2 through a savepoint
     f      replay --bounded from the earliest offset into a new version
+    i      SIGKILL the TaskManager once a checkpoint holds all the input, before the
+           last windows close; `up` restarts it; no input follows
+    j      no fault: a partition goes idle, the watermark follows the other one, and the
+           idle partition comes back behind it (its own crafted log)
 
-After each run the job is ended and the same checks run (checks.check_against_reference):
+No scenario sends anything after its input: the job must close the windows its final
+watermark passes on its own, from the state it restored.  After each run the job is ended and the same checks run (checks.check_against_reference):
 Kafka read_committed final rows == Parquet final rows == oracle; no (window_start,
 term, revision) twice in either sink; DLQ and late topics hold exactly the injected
 (partition, offset)s; every committed Parquet file reads whole; no transaction left
@@ -36,20 +41,26 @@ from connectors import flink_cluster
 from connectors.flink_cluster import ClusterError, _local_path
 from connectors.versions import config_for, current_version
 from feedtrends import operations
+from connectors.topics import consumer_lag
 from tests.faults.checks import (
     assert_input_is_reference,
     check_against_reference,
+    committed_rows,
     open_transactions,
     wait_for_reference,
     wait_no_open_transactions,
 )
 from tests.faults.inject import fault_points, kill, num_restarts, restart, wait_recovered
-from tests.faults.reference import Trickle, produce
+from tests.eventgen import encode, event
+from tests.faults.reference import Planned, Trickle, produce, reference_of
+from tests.support.rows import HOUR, final_contents
+from udfs.windows import window_start
 from tests.faults.scenario import (
     BATCH,
     FAULT_SEED,
     QUIET,
     capture,
+    end_job,
     finish,
     log,
     n_batches,
@@ -250,6 +261,99 @@ def test_f_bounded_replay_into_new_version(stack, reference, tmp_path) -> None:
             phases.done("v1 cancelled, checks")
         finally:
             registry.unlink(missing_ok=True)
+
+
+@pytest.mark.ci
+def test_i_taskmanager_killed_after_the_last_input_is_checkpointed(stack, reference, tmp_path) -> None:
+    """The restored job has no record left to read: its watermark comes from the restored state.
+
+    The kill comes after a checkpoint that holds every input record (the job's committed
+    offsets are the topic's end) and before the last windows are out (their watermark
+    comes only when all partitions have been idle for `idleness_ms`).
+    """
+    with scenario(stack, tmp_path, "i-tm-kill-after-input", parallelism=2) as (config, phases):
+        produce(config.kafka_bootstrap, config.events_topic, reference.planned)
+        assert_input_is_reference(config, reference)
+        job_id = operations.submit(config, echo=QUIET)
+        phases.done("input sent, submit")
+        deadline = time.monotonic() + 120
+        lag = None
+        while time.monotonic() < deadline:
+            lag = consumer_lag(config, config.job_name, config.events_topic)
+            if lag and all(p["committed"] == p["end"] for p in lag.values()):
+                break
+            time.sleep(0.5)
+        assert lag and all(p["committed"] == p["end"] for p in lag.values()), lag
+        # Offsets are committed when a checkpoint completes: one holds all the input now.
+        before = final_contents(committed_rows(config))
+        killed_at = now_ms()
+        pid = kill(config, "taskmanager")
+        log(f"i: SIGKILL TaskManager pid {pid} with all input checkpointed; {len(before)} of "
+            f"{len(reference.rows)} final rows committed")
+        # The case under test: the last windows had not closed yet.
+        assert before != reference.rows
+        phases.done("all input checkpointed, TaskManager killed")
+        restart(config)
+        secs = wait_recovered(config, job_id, killed_at)
+        phases.done(f"recovered ({secs:.0f}s after up)")
+        secs, diff = wait_for_reference(config, reference, job_id)
+        log(f"i: outputs {diff} after {secs:.1f}s; job restarts: {num_restarts(config, job_id)}")
+        phases.done("outputs converge")
+        end_job(config)
+        outcome = check_against_reference(config, reference)
+        log(f"i: {outcome}")
+        phases.done("checks")
+
+
+def _idle_partition_input(start_ms: int) -> tuple[list, list, list]:
+    """Three phases of a crafted log: both partitions for hours 0-2, partition 0 alone for
+    hours 3-5, then partition 1 again with hour 4: behind the job's watermark (hour 4 has
+    closed by then), within partition 1's own lateness, and within the window's lateness
+    of the job's watermark (the horizon in which the result is exact, README).  The
+    words recur across hours, so the late-coming articles revise a closed window."""
+    words = ["storm", "harbor", "council", "bridge", "cup"]
+
+    def article(p: int, hour: int, i: int) -> Planned:
+        title = f"{words[(hour + i) % 5]} {words[(hour * 2 + i) % 5]} update {p}-{hour}-{i}"
+        obj = event(f"url:idle-{p}-{hour}-{i}", title=title, published_at=start_ms + hour * HOUR + i * 7 * 60_000)
+        return p, obj["article_id"].encode(), obj["published_at"], encode(obj)
+
+    both = [article(p, hour, i) for hour in range(3) for i in range(4) for p in (0, 1)]
+    alone = [article(0, hour, i) for hour in range(3, 6) for i in range(4)]
+    back = [article(1, 4, i) for i in range(3)]
+    return both, alone, back
+
+
+def test_j_a_partition_idle_then_back_behind_the_watermark(stack, tmp_path) -> None:
+    both, alone, back = _idle_partition_input(window_start(now_ms() - 48 * HOUR, HOUR))
+    reference = reference_of(both + alone + back, {"ok": len(both) + len(alone) + len(back)})
+    assert not reference.late and not reference.dlq
+    hour4 = window_start(back[0][2], HOUR)
+    assert any(v[0] == hour4 for v in reference.rows.values())
+    with scenario(stack, tmp_path, "j-idle-partition", parallelism=2) as (config, phases):
+        job_id = operations.submit(config, echo=QUIET)
+        produce(config.kafka_bootstrap, config.events_topic, both + alone)
+        phases.done("submit, both partitions then partition 0 alone")
+        # Partition 1 goes idle: the watermark follows partition 0, and hour 4 closes.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not any(
+            r["window_start"] == hour4 for r in committed_rows(config)
+        ):
+            time.sleep(2)
+        closed = [r for r in committed_rows(config) if r["window_start"] == hour4]
+        assert closed, "hour 4 never closed"
+        # Its rows do not hold partition 1's articles yet: they come after it closed.
+        assert all("update 1-4-" not in " ".join(r["examples"]) for r in closed)
+        phases.done("partition 1 idle, watermark follows partition 0")
+        produce(config.kafka_bootstrap, config.events_topic, back)
+        assert_input_is_reference(config, reference)
+        secs, diff = wait_for_reference(config, reference, job_id)
+        log(f"j: outputs {diff} after {secs:.1f}s")
+        phases.done("partition 1 back behind the watermark; outputs converge")
+        end_job(config)
+        outcome = check_against_reference(config, reference)
+        log(f"j: {outcome}")
+        phases.done("checks")
 
 
 def test_open_transaction_check_sees_an_open_transaction(stack, tmp_path) -> None:

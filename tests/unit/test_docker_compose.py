@@ -205,3 +205,21 @@ def test_compose_config_parses() -> None:
     assert config["services"]["submit"]["profiles"] == ["submit"]
     kafka_ports = config["services"]["kafka"]["ports"]
     assert [(p["host_ip"], p["published"], p["target"]) for p in kafka_ports] == [("127.0.0.1", "9092", 9092)]
+
+
+def test_image_carries_the_jobs_jvm_operators() -> None:
+    """The job wires `connectors/jvm`'s operators in: the image builds them into the lib/ it ships,
+    against the same Flink distribution it runs."""
+    dockerfile = DOCKERFILE.read_text()
+    jvm_sources = sorted((REPO_ROOT / "connectors" / "jvm").rglob("*.java"))
+    assert jvm_sources
+    assert "COPY --from=flink-dist /opt/flink/lib /flink-lib" in dockerfile
+    assert "FROM ${FLINK_IMAGE} AS flink-dist" in dockerfile
+    build = re.search(r"^RUN bash connectors/jvm/build\.sh /flink-lib (\S+)$", dockerfile, re.MULTILINE)
+    assert build and build.group(1).startswith(".cache/jars/flink/"), "the JVM jar must land with the connector jars"
+    assert "COPY --from=jars /build/.cache/jars/flink/ /opt/flink/lib/" in dockerfile
+    # The job loads the class by this name.
+    from connectors.flink_io import WATERMARK_RESTORER
+
+    package, _, name = WATERMARK_RESTORER.rpartition(".")
+    assert any(p.stem == name and p.parent.name == package.split(".")[-1] for p in jvm_sources)

@@ -20,6 +20,7 @@ from udfs.operators import (
     parse_state_key,
     partition_watermark,
     rank_fire,
+    rank_flush_time,
     rank_timers,
     route_terms,
     side_record,
@@ -133,15 +134,30 @@ def test_expiry_drops_the_window_from_memory_and_names_the_state_keys() -> None:
 
 
 def test_rank_timers_and_fire() -> None:
-    assert rank_timers(0, NO_WATERMARK, H, 0) == (fire_time(0, H), cleanup_time(0, H, 0))
-    assert rank_timers(0, MAX_WATERMARK, H, 0)[0] == MAX_WATERMARK
+    # Rows are kept until term-windows drops the window's counts, past its own lateness.
+    assert rank_timers(0, NO_WATERMARK, H, 0, 2) == (fire_time(0, H), expiry_time(0, H, 0, 2))
+    assert expiry_time(0, H, H, 2) > cleanup_time(0, H, H)
+    assert rank_timers(0, MAX_WATERMARK, H, 0, 2)[0] == MAX_WATERMARK
     candidate = (2, 1, 0.0, 1.0, ("storm",))
-    step = rank_fire({}, {"storm": candidate}, fire_time(0, H), 0, size_ms=H, lateness_ms=H, min_support=1, emitted_at=7)
+    step = rank_fire({}, {"storm": candidate}, fire_time(0, H), 0, size_ms=H, lateness_ms=H, n=2, min_support=1,
+                     emitted_at=7)
     assert [(r.term, r.rank, r.revision) for r in step.rows] == [("storm", 1, 1)] and not step.clear
     previous = {row.term: row for row in step.rows}
-    same = rank_fire(previous, {"storm": candidate}, cleanup_time(0, H, H), 0, size_ms=H, lateness_ms=H,
-                     min_support=1, emitted_at=8)
+    later = rank_fire(previous, {"storm": (3, 1, 0.0, 2.0, ("storm",))}, cleanup_time(0, H, H), 0, size_ms=H,
+                      lateness_ms=H, n=2, min_support=1, emitted_at=8)
+    assert [(r.articles, r.revision) for r in later.rows] == [(3, 2)] and not later.clear
+    same = rank_fire(previous, {"storm": candidate}, expiry_time(0, H, H, 2), 0, size_ms=H, lateness_ms=H, n=2,
+                     min_support=1, emitted_at=9)
     assert same.rows == [] and same.clear
+
+
+@pytest.mark.parametrize(
+    ("now", "wait", "expected"),
+    [(1_000, 30_000, 31_000), (1_001, 30_000, 32_000), (1_999, 1_000, 3_000), (0, 0, 0)],
+)
+def test_rank_flush_time_is_a_whole_second_at_least_the_wait_later(now: int, wait: int, expected: int) -> None:
+    assert rank_flush_time(now, wait) == expected
+    assert rank_flush_time(now, wait) >= now + wait and rank_flush_time(now, wait) % 1000 == 0
 
 
 def test_term_window_state_round_trip() -> None:
