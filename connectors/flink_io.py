@@ -84,6 +84,17 @@ def _with(options: dict[str, str]) -> str:
     return ",\n  ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in options.items())
 
 
+def _record_columns() -> Schema.Builder:
+    """A schema builder with a Kafka record's physical columns: value, topic, partition, offset."""
+    return (
+        Schema.new_builder()
+        .column("value", DataTypes.BYTES())
+        .column("topic", DataTypes.STRING())
+        .column("partition", DataTypes.INT())
+        .column("offset", DataTypes.BIGINT())
+    )
+
+
 @dataclass(frozen=True)
 class KafkaRecordSource:
     """Reads `config.events_topic` from the earliest offset (a restored job continues from its checkpoint)."""
@@ -158,11 +169,7 @@ class CollectionRecordSource:
         rows = [Row(value, self.topic, partition, offset, ts) for partition, offset, ts, value in self.records]
         stream = env.from_collection(rows, type_info=with_ts).set_parallelism(1)
         schema = (
-            Schema.new_builder()
-            .column("value", DataTypes.BYTES())
-            .column("topic", DataTypes.STRING())
-            .column("partition", DataTypes.INT())
-            .column("offset", DataTypes.BIGINT())
+            _record_columns()
             .column("ts_ms", DataTypes.BIGINT())
             .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
             .column_by_expression("pt", "PROCTIME()")
@@ -285,11 +292,7 @@ def with_restored_watermarks(t_env: StreamTableEnvironment, records: Table, conf
         .setParallelism(j_in.getParallelism())
     )
     schema = (
-        Schema.new_builder()
-        .column("value", DataTypes.BYTES())
-        .column("topic", DataTypes.STRING())
-        .column("partition", DataTypes.INT())
-        .column("offset", DataTypes.BIGINT())
+        _record_columns()
         .column("event_time", DataTypes.TIMESTAMP_LTZ(3))
         # The record timestamp is the event time; the watermarks are the operator's.
         .column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))

@@ -118,8 +118,10 @@ def output_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     Drops extras such as the `window_date` partition column; a missing field raises
     KeyError (the reader reports the source as unreadable).
     """
-    row = {name: raw[name] for name in ROW_FIELDS}
+    # Output written before the story rules has no `aliases` column: no aliases.
+    row = {name: raw[name] if name != "aliases" else raw.get(name) for name in ROW_FIELDS}
     row["examples"] = list(row["examples"] or [])
+    row["aliases"] = list(row["aliases"] or [])
     return row
 
 
@@ -284,6 +286,14 @@ def _clip(width: int) -> Callable[[Any], str]:
     return render
 
 
+def _joined(width: int) -> Callable[[Any], str]:
+    """A list as "a, b, c", clipped."""
+    def render(value: Any) -> str:
+        return _clip(width)(", ".join(str(v) for v in value or ()))
+
+    return render
+
+
 _WINDOW_COLUMNS = (
     Column("window_start (UTC)", "window_start", utc_text, right=False),
     Column("window_start (ms)", "window_start"),
@@ -300,6 +310,7 @@ TABLE_COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("baseline", "baseline", _score),
         Column("score", "score", _score),
         Column("rev", "revision"),
+        Column("also", "aliases", _joined(30), right=False),
         Column("example", "examples", _clip(60), right=False),
     ),
     "term": _WINDOW_COLUMNS

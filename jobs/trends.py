@@ -301,7 +301,7 @@ class Rank(KeyedProcessFunction):
         self.flush_ms = config.idleness_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # term -> last emitted TrendRow; term -> Candidate not yet ranked
+        # term -> (last emitted TrendRow, its Candidate); term -> Candidate not yet ranked
         self.previous = runtime_context.get_map_state(
             MapStateDescriptor("previous", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
@@ -334,10 +334,10 @@ class Rank(KeyedProcessFunction):
         )
         if pending:
             self.pending.clear()
-        if step.rows:
-            self.previous.put_all({row.term: row for row in step.rows})
-            self.rows_out.inc(len(step.rows))
-        for row in step.rows:
+        if step.changed:
+            self.previous.put_all({row.term: (row, tuple(candidate)) for row, candidate in step.changed})
+            self.rows_out.inc(len(step.changed))
+        for row, _ in step.changed:
             yield to_sink_row(row)
         if step.clear:
             self.previous.clear()

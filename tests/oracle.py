@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from udfs.dedup import dedup_step
 from udfs.terms import DEFAULT_MAX_TERMS, article_terms
-from udfs.trend import rank_terms, term_candidate
+from udfs.trend import rank_window, term_candidate
 from udfs.trend_row import TrendRow
 from udfs.validate import Article, Rejection, parse_event
 from udfs.windows import NO_WATERMARK, TermWindow, add_article, classify_lateness, window_end, window_start
@@ -135,7 +135,7 @@ def final_rows(articles: Iterable[Article], params: TrendParams) -> dict[str, tu
             by_window[ws][term] = term_candidate(per_window, ws, params.size_ms, params.n)
     rows: dict[str, tuple[Any, ...]] = {}
     for ws, candidates in by_window.items():
-        ranks = rank_terms({t: (c.score, c.articles) for t, c in candidates.items()}, params.min_support)
+        ranked = rank_window(candidates, params.min_support)
         for term, c in candidates.items():
             row = TrendRow(
                 window_start=ws,
@@ -144,11 +144,12 @@ def final_rows(articles: Iterable[Article], params: TrendParams) -> dict[str, tu
                 articles=c.articles,
                 feeds=c.feeds,
                 baseline=c.baseline,
-                score=c.score,
-                rank=ranks[term],
+                score=ranked[term].score,
+                rank=ranked[term].rank,
                 revision=1,
                 emitted_at=0,
                 examples=c.examples,
+                aliases=ranked[term].aliases,
             )
             rows[row.key()] = row.content()
     return rows

@@ -84,7 +84,7 @@ class StreamingSim:
         self.seen: dict[str, bool] = {}  # dedup: ValueState[bool] per article_id (TTL in Flink)
         self.windows: dict[int, BucketWindows] = {}  # term-windows: state per bucket key
         self.window_timers = Timers()
-        self.previous: dict[int, dict[str, TrendRow]] = {}  # rank: MapState term -> TrendRow per window
+        self.previous: dict[int, dict[str, tuple]] = {}  # rank: MapState term -> (TrendRow, Candidate) per window
         self.pending: dict[int, dict[str, Any]] = {}  # rank: MapState term -> Candidate per window
         self.rank_timers = Timers()
         # outputs
@@ -177,8 +177,8 @@ class StreamingSim:
                 self.previous.get(ws, {}), pending, ts, ws,
                 size_ms=p.size_ms, lateness_ms=p.lateness_ms, n=p.n, min_support=p.min_support, emitted_at=ts,
             )
-            if step.rows:
-                self.previous.setdefault(ws, {}).update({row.term: row for row in step.rows})
+            if step.changed:
+                self.previous.setdefault(ws, {}).update({row.term: (row, c) for row, c in step.changed})
             for row in step.rows:
                 self._emit(row)
             if step.clear:

@@ -327,16 +327,20 @@ def rank_flush_time(now_ms: int, wait_ms: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class RankStep:
-    rows: list[TrendRow]  # changed rows, new revisions; also the state's new `previous` entries
+    changed: list[tuple[TrendRow, Candidate]]  # new revisions and their candidates: the state's new entries
     clear: bool  # the window is past its expiry: drop its state
+
+    @property
+    def rows(self) -> list[TrendRow]:
+        return [row for row, _ in self.changed]
 
 
 def rank_fire(
-    previous: Mapping[str, TrendRow], pending: Mapping[str, object], timestamp: int, ws: int, *,
+    previous: Mapping[str, tuple[TrendRow, Candidate]], pending: Mapping[str, object], timestamp: int, ws: int, *,
     size_ms: int, lateness_ms: int, n: int, min_support: int, emitted_at: int,
 ) -> RankStep:
     """A rank timer of window `ws`: fold the pending candidates into the rows, re-rank, emit what changed."""
-    rows: list[TrendRow] = []
+    changed: list[tuple[TrendRow, Candidate]] = []
     if pending:
-        _, rows = revise(previous, pending, min_support, ws, window_end(ws, size_ms), emitted_at=emitted_at)
-    return RankStep(rows, timestamp >= expiry_time(ws, size_ms, lateness_ms, n))
+        changed = revise(previous, pending, min_support, ws, window_end(ws, size_ms), emitted_at=emitted_at)
+    return RankStep(changed, timestamp >= expiry_time(ws, size_ms, lateness_ms, n))

@@ -1,20 +1,35 @@
-"""Trend scoring, ranking and revisions.
+"""Trend scoring, ranking, stories and revisions.
 
-Score.  For a (window, term) with `articles` and a baseline b = the mean of the
-term's article counts over its previous n windows (missing windows count 0):
+Score.  For a (window, term) with `articles` from `feeds` distinct feeds and a
+baseline b = the mean of the term's article counts over its previous n windows
+(missing windows count 0):
 
-    score = (articles - b) / sqrt(b + 1)
+    spread   = sqrt(articles * feeds)          a story several outlets carry weighs
+                                               more than one outlet's burst of it
+    expected = b * volume                      volume: the window's articles over the
+                                               mean of its previous windows' (a busy
+                                               window lifts every count), in [0.5, 2]
+    score    = (spread - expected) / sqrt(expected + 1)
 
 Counts of independent articles are roughly Poisson, whose standard deviation is
 sqrt(mean), so (x - b) / sqrt(b) is a z-score: "how many standard deviations above
-normal".  The +1 smooths it: a brand-new term (b = 0) scores `articles` rather than
-infinity, and small baselines cannot turn one extra article into a huge score.
-Scores and baselines are rounded to 6 decimals so JSON round trips and the batch
-oracle compare equal.
+normal".  The +1 smooths it: a brand-new term (b = 0) scores its spread rather than
+infinity.  Scores and baselines are rounded to 6 decimals so JSON round trips and
+the batch oracle compare equal.
 
 Rank.  Within one window, among terms with articles >= min_support that are not
-`feed:` pseudo-terms: score desc, then articles desc, then term asc; ranks 1..M.
-Everything else has rank None (still emitted: its counts are useful).
+`feed:` pseudo-terms and not boilerplate: score desc, then feeds desc, then
+articles desc, then first appearance (earliest published_at), then the term.
+
+Boilerplate.  A feed's standing vocabulary (a tag or word it puts on most of its
+articles, now and over the baseline: `tag:home`, `tag:news`) is counted but never
+ranked: a term is boilerplate when most of its articles come from feeds for which
+it is standing vocabulary.
+
+Stories.  Among the top STORY_DEPTH ranked terms, terms whose article sets nearly
+coincide (Jaccard >= STORY_OVERLAP, from the sketches) are one story: it takes one
+rank, under its most specific term (most words, among members with at least half
+the story's articles), and lists the others as `aliases`; the others get no rank.
 
 Two keyed operators use these functions:
 
@@ -23,7 +38,7 @@ Two keyed operators use these functions:
   for every term of the bucket counted in it; when late data changes a window that
   has already fired, it re-emits the candidates for `rows_to_refresh(...)` (that
   window and the later fired ones whose baseline includes it).
-* window-keyed (the ranker): keeps the last emitted TrendRow per term; `revise(...)`
+* window-keyed (the ranker): keeps each term's last row and candidate; `revise(...)`
   folds new candidates in, re-ranks the window, and returns only changed rows.
 """
 
@@ -33,11 +48,22 @@ import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from udfs.terms import is_rankable
+from udfs.terms import FEED_PREFIX, is_rankable
 from udfs.trend_row import TrendRow
-from udfs.windows import TermWindow
+from udfs.windows import TermWindow, sketch_similarity
 
 DECIMALS = 6
+
+
+# Story rules: how far down the ranking stories are merged, and how much two terms'
+# article sets must overlap to be one story.
+STORY_DEPTH = 50
+STORY_OVERLAP = 0.5
+# Standing vocabulary: a feed puts the term on at least this share of its articles,
+# in the window and over the baseline, and the feed has at least MIN_FEED_ARTICLES.
+STANDING_SHARE = 0.5
+MIN_FEED_ARTICLES = 3
+VOLUME_RANGE = (0.5, 2.0)
 
 
 class Candidate(NamedTuple):
@@ -46,14 +72,20 @@ class Candidate(NamedTuple):
     articles: int
     feeds: int
     baseline: float
-    score: float
     examples: tuple[str, ...]
+    feed_counts: tuple[tuple[str, int], ...]  # (feed_url, articles), sorted
+    sketch: tuple[int, ...]  # udfs.windows.TermWindow.sketch
+    first_seen: int  # earliest published_at counted
 
 
-def score(articles: int, baseline: float) -> float:
-    """Smoothed Poisson z-score, rounded to 6 decimals (see the module docstring)."""
+def score(articles: int, baseline: float, feeds: int | None = None, volume: float = 1.0) -> float:
+    """The trend score (see the module docstring), rounded to 6 decimals.
+
+    `feeds` None counts every article as its own feed (spread = articles)."""
+    spread = float(articles) if feeds is None else math.sqrt(articles * feeds)
+    expected = baseline * volume
     # "+ 0.0" turns a rounded -0.0 into 0.0 so equal rows serialize equally.
-    return round((articles - baseline) / math.sqrt(baseline + 1.0), DECIMALS) + 0.0
+    return round((spread - expected) / math.sqrt(expected + 1.0), DECIMALS) + 0.0
 
 
 def term_candidate(counts: Mapping[int, TermWindow], window_start: int, size_ms: int, n: int) -> Candidate:
@@ -68,7 +100,9 @@ def term_candidate(counts: Mapping[int, TermWindow], window_start: int, size_ms:
         base = round(total / n, DECIMALS)
     else:
         base = 0.0
-    return Candidate(agg.articles, len(agg.feeds), base, score(agg.articles, base), agg.examples)
+    return Candidate(
+        agg.articles, len(agg.feed_counts), base, agg.examples, agg.feed_counts, agg.sketch, agg.first_seen,
+    )
 
 
 def rows_to_refresh(
@@ -89,67 +123,115 @@ def rows_to_refresh(
     return [w for w in range(changed_window, last + 1, size_ms) if w in counts]
 
 
-def rank_terms(rows: Mapping[str, tuple[float, int]], min_support: int) -> dict[str, int | None]:
-    """term -> (score, articles) gives term -> rank (1 = hottest) or None if not ranked."""
-    eligible = [(-s, -a, t) for t, (s, a) in rows.items() if a >= min_support and is_rankable(t)]
-    eligible.sort()
-    ranks: dict[str, int | None] = dict.fromkeys(rows)
-    for position, (_, _, term) in enumerate(eligible, start=1):
-        ranks[term] = position
-    return ranks
+class Ranked(NamedTuple):
+    """One term's place in its window."""
+
+    score: float
+    rank: int | None
+    aliases: tuple[str, ...]
+
+
+def window_volume(candidates: Mapping[str, Candidate]) -> float:
+    """The window's articles over its baseline's mean, clipped to VOLUME_RANGE (1 without history).
+
+    Every article counts its feed's `feed:` term once, so those terms' articles and
+    baselines add up to the window's volume and its usual volume."""
+    now = sum(c.articles for t, c in candidates.items() if not is_rankable(t))
+    usual = sum(c.baseline for t, c in candidates.items() if not is_rankable(t))
+    if usual <= 0 or now <= 0:
+        return 1.0
+    low, high = VOLUME_RANGE
+    return min(max(now / usual, low), high)
+
+
+def is_boilerplate(candidate: Candidate, feed_terms: Mapping[str, Candidate]) -> bool:
+    """Most of the term's articles come from feeds whose standing vocabulary it is."""
+    standing = 0
+    for feed, n in candidate.feed_counts:
+        feed_c = feed_terms.get(feed)
+        if feed_c is None or feed_c.articles < MIN_FEED_ARTICLES or feed_c.baseline <= 0:
+            continue
+        if n >= STANDING_SHARE * feed_c.articles and candidate.baseline >= STANDING_SHARE * feed_c.baseline:
+            standing += n
+    return standing * 2 > candidate.articles
+
+
+def _words(term: str) -> int:
+    return len(term.split(":", 1)[-1].split())
+
+
+def rank_window(candidates: Mapping[str, Candidate], min_support: int) -> dict[str, Ranked]:
+    """Every term of one window -> its score, rank (None: not ranked) and aliases."""
+    volume = window_volume(candidates)
+    feed_terms = {t[len(FEED_PREFIX):]: c for t, c in candidates.items() if t.startswith(FEED_PREFIX)}
+    scores = {t: score(c.articles, c.baseline, c.feeds, volume) for t, c in candidates.items()}
+    eligible = [
+        t for t, c in candidates.items()
+        if c.articles >= min_support and is_rankable(t) and not is_boilerplate(c, feed_terms)
+    ]
+    eligible.sort(key=lambda t: (-scores[t], -candidates[t].feeds, -candidates[t].articles,
+                                 candidates[t].first_seen, t))
+    # Stories among the top: each term joins the first story whose leader it overlaps.
+    stories: list[list[str]] = []
+    for term in eligible[:STORY_DEPTH]:
+        sketch = candidates[term].sketch
+        for story in stories:
+            if sketch_similarity(sketch, candidates[story[0]].sketch) >= STORY_OVERLAP:
+                story.append(term)
+                break
+        else:
+            stories.append([term])
+    stories += [[term] for term in eligible[STORY_DEPTH:]]
+    out = {t: Ranked(scores[t], None, ()) for t in candidates}
+    for position, story in enumerate(stories, start=1):
+        most = max(candidates[t].articles for t in story)
+        # The most specific member with at least half the story's articles; the best-ranked on a tie.
+        head = max((t for t in story if 2 * candidates[t].articles >= most),
+                   key=lambda t: (_words(t), -story.index(t)))
+        out[head] = Ranked(scores[head], position, tuple(t for t in story if t != head))
+    return out
 
 
 def revise(
-    previous: Mapping[str, TrendRow],
-    candidates: Mapping[str, Candidate | tuple[int, int, float, float, tuple[str, ...]]],
+    previous: Mapping[str, tuple[TrendRow, Candidate]],
+    candidates: Mapping[str, Candidate | tuple],
     min_support: int,
     window_start: int,
     window_end: int,
     emitted_at: int,
-) -> tuple[dict[str, TrendRow], list[TrendRow]]:
+) -> list[tuple[TrendRow, Candidate]]:
     """Fold new candidates into one window's rows, re-rank, and return what changed.
 
-    `previous` is the last emitted row per term of this window (the ranker's
-    state).  `candidates` holds new values for some terms; terms absent from it keep
-    their previous values (counts only grow, so a term never leaves a window).
-    Returns (new_previous, rows_to_emit): rows whose content changed, with
-    revision = previous revision + 1 (first revision is 1), sorted by term.
+    `previous` is the last emitted row and its candidate per term of this window
+    (the ranker's state).  `candidates` holds new values for some terms; terms
+    absent from it keep their previous values (counts only grow, so a term never
+    leaves a window).  Returns the (row, candidate) of every row whose content
+    changed, with revision = previous revision + 1 (first revision is 1), sorted
+    by term.
     """
-    merged: dict[str, tuple[int, int, float, float, tuple[str, ...]]] = {
-        term: (row.articles, row.feeds, row.baseline, row.score, row.examples) for term, row in previous.items()
-    }
+    merged: dict[str, Candidate] = {term: Candidate(*c) for term, (_, c) in previous.items()}
     for term, candidate in candidates.items():
-        merged[term] = tuple(candidate)  # type: ignore[assignment]
-    ranks = rank_terms({term: (values[3], values[0]) for term, values in merged.items()}, min_support)
-    new_previous: dict[str, TrendRow] = dict(previous)
-    emit: list[TrendRow] = []
+        merged[term] = Candidate(*candidate)
+    ranked = rank_window(merged, min_support)
+    emit: list[tuple[TrendRow, Candidate]] = []
     for term in sorted(merged):
-        articles, feeds, base, sc, examples = merged[term]
-        rank = ranks[term]
+        c, r = merged[term], ranked[term]
         old = previous.get(term)
-        if (
-            old is not None
-            and old.articles == articles
-            and old.feeds == feeds
-            and old.baseline == base
-            and old.score == sc
-            and old.rank == rank
-            and old.examples == examples
-        ):
-            continue
         row = TrendRow(
             window_start=window_start,
             window_end=window_end,
             term=term,
-            articles=articles,
-            feeds=feeds,
-            baseline=base,
-            score=sc,
-            rank=rank,
-            revision=1 if old is None else old.revision + 1,
+            articles=c.articles,
+            feeds=c.feeds,
+            baseline=c.baseline,
+            score=r.score,
+            rank=r.rank,
+            revision=1 if old is None else old[0].revision + 1,
             emitted_at=emitted_at,
-            examples=tuple(examples),
+            examples=tuple(c.examples),
+            aliases=r.aliases,
         )
-        new_previous[term] = row
-        emit.append(row)
-    return new_previous, emit
+        if old is not None and old[0].content() == row.content():
+            continue
+        emit.append((row, c))
+    return emit

@@ -48,6 +48,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("revision", "int32"),
     Column("emitted_at", "int64"),  # epoch ms UTC; not part of a row's equality
     Column("examples", "list<string>"),
+    Column("aliases", "list<string>"),  # the story's other terms, on its ranked row (udfs/trend.py)
     Column("window_date", "string", partition=True),  # "YYYY-MM-DD" of window_start, UTC
 )
 JSON_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if not c.partition)
@@ -71,6 +72,7 @@ class TrendRow:
     revision: int
     emitted_at: int
     examples: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
 
     def __reduce__(self):
         # Kept in the ranker's state pickled: rebuilding from the fields is ~3x faster
@@ -93,6 +95,7 @@ class TrendRow:
             self.score,
             self.rank,
             self.examples,
+            self.aliases,
         )
 
     def column_values(self) -> tuple[Any, ...]:
@@ -106,8 +109,8 @@ class TrendRow:
     def _value(self, name: str) -> Any:
         if name == "window_date":
             return utc_date(self.window_start)
-        if name == "examples":
-            return list(self.examples)
+        if name in ("examples", "aliases"):
+            return list(getattr(self, name))
         return getattr(self, name)
 
     def to_json(self) -> bytes:
@@ -129,6 +132,7 @@ class TrendRow:
             revision=int(obj["revision"]),
             emitted_at=int(obj["emitted_at"]),
             examples=tuple(str(e) for e in obj["examples"]),
+            aliases=tuple(str(a) for a in obj.get("aliases", ())),
         )
 
 

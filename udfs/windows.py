@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import zlib
 from dataclasses import dataclass
 
 # Flink's watermark before the first watermark arrives (Long.MIN_VALUE).
@@ -79,35 +80,67 @@ def classify_lateness(ts: int, watermark: int, size_ms: int, lateness_ms: int) -
     return late_by >= 0, late_by
 
 
+# Each (window, term) keeps the SKETCH_SIZE smallest hashes of its articles' ids: two
+# terms' article sets can then be compared (Jaccard) without keeping the sets, and the
+# comparison is exact while both have at most this many articles (most trending terms).
+SKETCH_SIZE = 16
+
+
+def article_hash(article_id: str) -> int:
+    """A stable 32-bit hash of an article id (the same in every process and run)."""
+    return zlib.crc32(article_id.encode("utf-8"))
+
+
+def _bottom(hashes, k: int) -> tuple[int, ...]:
+    return tuple(heapq.nsmallest(k, set(hashes)))
+
+
 @dataclass(frozen=True, slots=True)
 class TermWindow:
     """Aggregate for one (window, term).
 
-    articles  how many distinct articles counted the term in the window
-    feeds     sorted distinct feed_urls those articles came from
-    best      the K smallest (published_at, article_id, title) triples, ascending;
-              kept instead of just titles so that folding stays independent of
-              arrival order (article_id breaks published_at ties; ids are unique
-              after dedup)
+    articles     how many distinct articles counted the term in the window
+    feed_counts  (feed_url, articles from it), sorted by feed_url
+    best         the K smallest (published_at, article_id, title) triples, ascending;
+                 kept instead of just titles so that folding stays independent of
+                 arrival order (article_id breaks published_at ties; ids are unique
+                 after dedup)
+    sketch       the SKETCH_SIZE smallest `article_hash`es of its articles, ascending
     """
 
     articles: int
-    feeds: tuple[str, ...]
+    feed_counts: tuple[tuple[str, int], ...]
     best: tuple[Example, ...]
+    sketch: tuple[int, ...] = ()
+
+    @property
+    def feeds(self) -> tuple[str, ...]:
+        """The distinct feeds, sorted."""
+        return tuple(feed for feed, _ in self.feed_counts)
 
     @property
     def examples(self) -> tuple[str, ...]:
         """Up to K example titles, earliest published first."""
         return tuple(title for _, _, title in self.best)
 
-    def to_state(self) -> tuple[int, list[str], list[list[object]]]:
+    @property
+    def first_seen(self) -> int:
+        """The earliest published_at counted (the first example's)."""
+        return self.best[0][0] if self.best else 0
+
+    def to_state(self) -> tuple[int, list[list[object]], list[list[object]], list[int]]:
         """Plain lists/ints for operator state that should not pickle a class."""
-        return self.articles, list(self.feeds), [list(e) for e in self.best]
+        return self.articles, [list(f) for f in self.feed_counts], [list(e) for e in self.best], list(self.sketch)
 
     @classmethod
-    def from_state(cls, state: tuple[int, list[str], list[list[object]]]) -> TermWindow:
-        articles, feeds, best = state
-        return cls(int(articles), tuple(feeds), tuple((int(p), str(a), str(t)) for p, a, t in best))
+    def from_state(cls, state) -> TermWindow:
+        articles, feed_counts, best, sketch = state
+        return cls(
+            int(articles),
+            tuple((str(f), int(n)) for f, n in feed_counts),
+            tuple((int(p), str(a), str(t)) for p, a, t in best),
+            tuple(int(h) for h in sketch),
+        )
 
 
 def add_article(
@@ -120,12 +153,11 @@ def add_article(
     k: int,
 ) -> TermWindow:
     """Fold one article into a (window, term) aggregate; the result never depends on arrival order."""
+    h = article_hash(article_id)
     if agg is None:
-        return TermWindow(1, (feed_url,), ((published_at, article_id, title),) if k > 0 else ())
-    feeds = agg.feeds
-    i = bisect.bisect_left(feeds, feed_url)
-    if i == len(feeds) or feeds[i] != feed_url:
-        feeds = feeds[:i] + (feed_url,) + feeds[i:]
+        return TermWindow(1, ((feed_url, 1),), ((published_at, article_id, title),) if k > 0 else (), (h,))
+    counts = dict(agg.feed_counts)
+    counts[feed_url] = counts.get(feed_url, 0) + 1
     best = agg.best
     example = (published_at, article_id, title)
     # Only touch `best` when the new triple beats the current K-th (the common case
@@ -133,7 +165,10 @@ def add_article(
     if len(best) < k or (best and example < best[-1]):
         j = bisect.bisect_left(best, example)
         best = (best[:j] + (example,) + best[j:])[:k]
-    return TermWindow(agg.articles + 1, feeds, best)
+    sketch = agg.sketch
+    if len(sketch) < SKETCH_SIZE or h < sketch[-1]:
+        sketch = _bottom(sketch + (h,), SKETCH_SIZE)
+    return TermWindow(agg.articles + 1, tuple(sorted(counts.items())), best, sketch)
 
 
 def merge_windows(agg: TermWindow | None, other: TermWindow, k: int) -> TermWindow:
@@ -145,9 +180,14 @@ def merge_windows(agg: TermWindow | None, other: TermWindow, k: int) -> TermWind
     """
     if agg is None:
         return other
-    feeds = tuple(sorted(set(agg.feeds).union(other.feeds)))
+    counts = dict(agg.feed_counts)
+    for feed, n in other.feed_counts:
+        counts[feed] = counts.get(feed, 0) + n
     best = tuple(heapq.nsmallest(k, agg.best + other.best))
-    return TermWindow(agg.articles + other.articles, feeds, best)
+    return TermWindow(
+        agg.articles + other.articles, tuple(sorted(counts.items())), best,
+        _bottom(agg.sketch + other.sketch, SKETCH_SIZE),
+    )
 
 
 Hit = tuple[int, str, str, str]  # (published_at, article_id, title, feed_url)
@@ -155,6 +195,21 @@ Hit = tuple[int, str, str, str]  # (published_at, article_id, title, feed_url)
 
 def fold_hits(hits: list[Hit], k: int) -> TermWindow:
     """One (window, term)'s articles, in any order, as its aggregate (as `add_article` one by one would give)."""
-    feeds = tuple(sorted({feed for _, _, _, feed in hits}))
+    counts: dict[str, int] = {}
+    for _, _, _, feed in hits:
+        counts[feed] = counts.get(feed, 0) + 1
     best = tuple(heapq.nsmallest(k, ((p, a, t) for p, a, t, _ in hits)))
-    return TermWindow(len(hits), feeds, best)
+    sketch = _bottom((article_hash(a) for _, a, _, _ in hits), SKETCH_SIZE)
+    return TermWindow(len(hits), tuple(sorted(counts.items())), best, sketch)
+
+
+def sketch_similarity(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Estimated Jaccard similarity of two article sets from their sketches (exact when both
+    sets are at most SKETCH_SIZE): the share of the union's smallest hashes found in both."""
+    union = _bottom(a + b, SKETCH_SIZE)
+    if not union:
+        return 0.0
+    sa, sb = set(a), set(b)
+    # A hash below both sketches' largest is known to be in or out of each set.
+    both = sum(1 for h in union if h in sa and h in sb)
+    return both / len(union)

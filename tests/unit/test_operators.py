@@ -138,12 +138,12 @@ def test_rank_timers_and_fire() -> None:
     assert rank_timers(0, NO_WATERMARK, H, 0, 2) == (fire_time(0, H), expiry_time(0, H, 0, 2))
     assert expiry_time(0, H, H, 2) > cleanup_time(0, H, H)
     assert rank_timers(0, MAX_WATERMARK, H, 0, 2)[0] == MAX_WATERMARK
-    candidate = (2, 1, 0.0, 1.0, ("storm",))
+    candidate = (2, 1, 0.0, ("storm",), (("f", 2),), (1, 2), 0)
     step = rank_fire({}, {"storm": candidate}, fire_time(0, H), 0, size_ms=H, lateness_ms=H, n=2, min_support=1,
                      emitted_at=7)
     assert [(r.term, r.rank, r.revision) for r in step.rows] == [("storm", 1, 1)] and not step.clear
-    previous = {row.term: row for row in step.rows}
-    later = rank_fire(previous, {"storm": (3, 1, 0.0, 2.0, ("storm",))}, cleanup_time(0, H, H), 0, size_ms=H,
+    previous = {row.term: (row, c) for row, c in step.changed}
+    later = rank_fire(previous, {"storm": (3, 1, 0.0, ("storm",), (("f", 3),), (1, 2, 3), 0)}, cleanup_time(0, H, H), 0, size_ms=H,
                       lateness_ms=H, n=2, min_support=1, emitted_at=8)
     assert [(r.articles, r.revision) for r in later.rows] == [(3, 2)] and not later.clear
     same = rank_fire(previous, {"storm": candidate}, expiry_time(0, H, H, 2), 0, size_ms=H, lateness_ms=H, n=2,
@@ -161,7 +161,7 @@ def test_rank_flush_time_is_a_whole_second_at_least_the_wait_later(now: int, wai
 
 
 def test_term_window_state_round_trip() -> None:
-    agg = TermWindow(2, ("a", "b"), ((1, "x", "t"),))
+    agg = TermWindow(2, (("a", 1), ("b", 1)), ((1, "x", "t"),), (5, 9))
     assert TermWindow.from_state(agg.to_state()) == agg
 
 

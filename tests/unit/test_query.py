@@ -51,6 +51,7 @@ def row(ws: int, term: str, *, articles: int = 1, rank: int | None = None, revis
         "revision": revision,
         "emitted_at": 1_795_669_273_983 + revision,
         "examples": [f"{term} headline"],
+        "aliases": [],
     }
     return {**base, **extra}
 
@@ -334,7 +335,7 @@ def test_csv_of_windows_and_feeds_use_their_own_fields() -> None:
 
 def test_table_aligns_columns_under_their_headers() -> None:
     lines = render("top", TOP, "table").splitlines()
-    assert lines[0].split() == ["rank", "term", "articles", "feeds", "baseline", "score", "rev", "example"]
+    assert lines[0].split() == ["rank", "term", "articles", "feeds", "baseline", "score", "rev", "also", "example"]
     assert [line.split()[:2] for line in lines[1:]] == [["1", "bram"], ["2", "storm"], ["3", "cup"]]
     # right-aligned numbers end under the end of their header
     end = lines[0].index("articles") + len("articles")

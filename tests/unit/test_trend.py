@@ -7,8 +7,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs.trend import Candidate, rank_terms, revise, rows_to_refresh, score, term_candidate
-from udfs.windows import TermWindow
+from udfs.trend import (
+    STORY_DEPTH,
+    Candidate,
+    is_boilerplate,
+    rank_window,
+    revise,
+    rows_to_refresh,
+    score,
+    term_candidate,
+    window_volume,
+)
+from udfs.windows import TermWindow, article_hash
 
 H = 3_600_000
 
@@ -42,6 +52,14 @@ def test_baseline(history: dict[int, int], n: int, expected: float) -> None:
 )
 def test_score(articles: int, base: float, expected: float) -> None:
     assert score(articles, base) == expected
+    assert score(articles, base, feeds=articles) == expected  # one feed per article: spread = articles
+
+
+def test_score_weighs_spread_and_volume() -> None:
+    # The same six articles: from six outlets, from three, from one.
+    assert score(6, 0.0, 6) > score(6, 0.0, 3) > score(6, 0.0, 1) == round(math.sqrt(6), 6)
+    # A busy window expects more of every term.
+    assert score(6, 2.0, 6, volume=2.0) < score(6, 2.0, 6) < score(6, 2.0, 6, volume=0.5)
 
 
 def test_score_has_no_negative_zero() -> None:
@@ -49,13 +67,87 @@ def test_score_has_no_negative_zero() -> None:
 
 
 def _tw(articles: int, feeds: tuple[str, ...] = ("f",), titles: tuple[str, ...] = ("t",)) -> TermWindow:
-    return TermWindow(articles, feeds, tuple((i, f"id{i}", t) for i, t in enumerate(titles)))
+    counts = tuple((f, articles // len(feeds) + (i < articles % len(feeds))) for i, f in enumerate(feeds))
+    return TermWindow(articles, counts, tuple((i, f"id{i}", t) for i, t in enumerate(titles)), (1, 2))
 
 
 def test_term_candidate() -> None:
     counts = {0: _tw(2), -H: _tw(4), 3 * H: _tw(9), H: _tw(7, ("a", "b"), ("x", "y"))}
-    assert term_candidate(counts, H, H, 2) == Candidate(7, 2, 3.0, 2.0, ("x", "y"))
-    assert term_candidate(counts, 3 * H, H, 2) == Candidate(9, 1, 3.5, round(5.5 / math.sqrt(4.5), 6), ("t",))
+    assert term_candidate(counts, H, H, 2) == Candidate(7, 2, 3.0, ("x", "y"), (("a", 4), ("b", 3)), (1, 2), 0)
+    assert term_candidate(counts, 3 * H, H, 2) == Candidate(9, 1, 3.5, ("t",), (("f", 9),), (1, 2), 0)
+
+
+def cand(
+    articles: int, baseline: float = 0.0, *, feeds: dict[str, int] | None = None, ids: range | list[str] | None = None,
+    first_seen: int = 0,
+) -> Candidate:
+    """A candidate with `articles` articles (ids `a0..`, or `ids`) from `feeds` (default: one feed each)."""
+    feeds = feeds or {f"f{i}": 1 for i in range(articles)}
+    assert sum(feeds.values()) == articles
+    names = [f"a{i}" for i in (ids if ids is not None else range(articles))]
+    sketch = tuple(sorted(article_hash(a) for a in names))[:16]
+    return Candidate(articles, len(feeds), baseline, ("t",), tuple(sorted(feeds.items())), sketch, first_seen)
+
+
+def test_rank_window_orders_and_breaks_ties_by_feeds_articles_first_seen() -> None:
+    c = {
+        "zeta": cand(4, ids=range(0, 4), first_seen=5),
+        "alpha": cand(4, ids=range(10, 14), first_seen=9),  # same score and counts: zeta appeared first
+        "mono": cand(4, feeds={"f": 4}, ids=range(20, 24)),  # same articles, one feed: lower score
+        "tiny": cand(1, ids=range(30, 31)),  # below min_support
+        "feed:x": cand(9, feeds={"x": 9}, ids=range(40, 49)),  # never ranked
+    }
+    ranked = rank_window(c, min_support=2)
+    assert [t for t in sorted(ranked, key=lambda t: ranked[t].rank or 99) if ranked[t].rank] == ["zeta", "alpha", "mono"]
+    assert ranked["tiny"].rank is None and ranked["feed:x"].rank is None
+    assert ranked["zeta"].score == ranked["alpha"].score > ranked["mono"].score
+
+
+def test_a_feeds_standing_vocabulary_never_ranks() -> None:
+    # Feed "h" puts tag:home on all its articles, today and before; "storm" is news in it.
+    c = {
+        "feed:h": cand(8, 6.0, feeds={"h": 8}, ids=range(0, 8)),
+        "feed:g": cand(3, 3.0, feeds={"g": 3}, ids=range(20, 23)),
+        "tag:home": cand(8, 6.0, feeds={"h": 8}, ids=range(0, 8)),
+        "storm": cand(5, 0.0, feeds={"h": 4, "g": 1}, ids=[0, 1, 2, 3, 20]),
+    }
+    feeds = {"h": c["feed:h"], "g": c["feed:g"]}
+    assert is_boilerplate(c["tag:home"], feeds) and not is_boilerplate(c["storm"], feeds)
+    ranked = rank_window(c, min_support=2)
+    assert ranked["tag:home"].rank is None and ranked["storm"].rank == 1
+    # A small feed whose day is one story: not standing vocabulary (no baseline for the term).
+    assert not is_boilerplate(cand(3, 0.0, feeds={"g": 3}, ids=range(20, 23)), feeds)
+
+
+def test_a_story_ranks_once_under_its_most_specific_term_with_aliases() -> None:
+    c = {
+        "storm": cand(6, ids=range(0, 6)),
+        "bram": cand(5, ids=range(0, 5)),
+        "storm bram": cand(5, ids=range(0, 5)),
+        "cup final": cand(3, ids=range(50, 53)),
+        "rain": cand(3, ids=[0, 60, 61]),  # shares one article with the story: its own entry
+    }
+    ranked = rank_window(c, min_support=2)
+    assert ranked["storm bram"].rank == 1 and ranked["storm bram"].aliases == ("storm", "bram")
+    assert ranked["storm"].rank is None and ranked["bram"].rank is None
+    assert {ranked["cup final"].rank, ranked["rain"].rank} == {2, 3}
+    assert ranked["cup final"].aliases == () and ranked["rain"].aliases == ()
+
+
+def test_stories_are_merged_only_near_the_top() -> None:
+    c = {f"t{i:03d}": cand(2, ids=[0, 1]) for i in range(STORY_DEPTH + 3)}
+    ranked = rank_window(c, min_support=1)
+    heads = [t for t, r in ranked.items() if r.rank is not None]
+    # The top STORY_DEPTH are one story; the rest rank on their own.
+    assert sorted(ranked[t].rank for t in heads) == [1, 2, 3, 4]
+    assert len(next(ranked[t].aliases for t in heads if ranked[t].rank == 1)) == STORY_DEPTH - 1
+
+
+def test_window_volume() -> None:
+    assert window_volume({"a": cand(2)}) == 1.0  # no feed terms: no volume known
+    assert window_volume({"feed:x": cand(8, 4.0, feeds={"x": 8})}) == 2.0
+    assert window_volume({"feed:x": cand(9, 1.0, feeds={"x": 9})}) == 2.0  # clipped
+    assert window_volume({"feed:x": cand(2, 8.0, feeds={"x": 2})}) == 0.5
 
 
 @pytest.mark.parametrize(
@@ -73,74 +165,56 @@ def test_rows_to_refresh(windows: list[int], changed: int, fired_upto: int, n: i
     assert rows_to_refresh(counts, changed, fired_upto, H, n) == expected
 
 
-def test_rank_terms_orders_and_excludes() -> None:
-    rows = {
-        "b": (2.0, 5),
-        "a": (2.0, 5),  # tie on score and articles: term asc
-        "c": (2.0, 6),  # tie on score: more articles first
-        "d": (9.0, 1),  # below min_support
-        "feed:x": (50.0, 50),  # never ranked
-        "tag:ai": (1.0, 3),
-        "e": (-1.0, 2),
-    }
-    assert rank_terms(rows, min_support=2) == {
-        "c": 1,
-        "a": 2,
-        "b": 3,
-        "tag:ai": 4,
-        "e": 5,
-        "d": None,
-        "feed:x": None,
-    }
-    assert rank_terms({}, 1) == {}
-
-
 rows_strategy = st.dictionaries(
     st.text(alphabet="abcf:", min_size=1, max_size=6),
-    st.tuples(st.floats(-5, 5, allow_nan=False).map(lambda x: round(x, 2)), st.integers(1, 5)),
+    st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(0, 3), st.integers(0, 40)),
     max_size=30,
 )
 
 
 @settings(max_examples=200, deadline=None)
 @given(rows_strategy, st.integers(1, 4), st.randoms(use_true_random=False))
-def test_ranks_are_a_deterministic_permutation(rows: dict[str, tuple[float, int]], min_support: int, rnd: random.Random) -> None:
-    ranks = rank_terms(rows, min_support)
-    assert set(ranks) == set(rows)
-    eligible = {t for t, (_, a) in rows.items() if a >= min_support and not t.startswith("feed:")}
-    ranked = {t: r for t, r in ranks.items() if r is not None}
-    assert set(ranked) == eligible
-    assert sorted(ranked.values()) == list(range(1, len(eligible) + 1))
-    by_rank = sorted(ranked, key=ranked.__getitem__)
-    keys = [(-rows[t][0], -rows[t][1], t) for t in by_rank]
-    assert keys == sorted(keys)
-    items = list(rows.items())
+def test_ranks_are_a_deterministic_permutation(rows, min_support: int, rnd: random.Random) -> None:
+    c = {
+        t: cand(a, float(b), feeds={f"f{i}": 1 for i in range(a)}, ids=range(start, start + a))
+        for t, (a, _, b, start) in rows.items()
+    }
+    ranked = rank_window(c, min_support)
+    assert set(ranked) == set(c)
+    positions = sorted(r.rank for r in ranked.values() if r.rank is not None)
+    assert positions == list(range(1, len(positions) + 1))
+    # Every eligible term is ranked or an alias of a ranked one, exactly once.
+    eligible = {t for t, x in c.items() if x.articles >= min_support and not t.startswith("feed:")}
+    covered = [t for r in ranked.values() if r.rank is not None for t in r.aliases]
+    covered += [t for t, r in ranked.items() if r.rank is not None]
+    assert sorted(covered) == sorted(eligible)
+    items = list(c.items())
     rnd.shuffle(items)
-    assert rank_terms(dict(items), min_support) == ranks
+    assert rank_window(dict(items), min_support) == ranked
 
 
 def test_revise_emits_only_changes_with_revisions() -> None:
-    c = {"alpha": Candidate(3, 2, 0.0, 3.0, ("A",)), "beta": Candidate(1, 1, 0.0, 1.0, ("B",))}
-    state, rows = revise({}, c, 2, 0, H, emitted_at=10)
-    assert [(r.term, r.rank, r.revision, r.emitted_at) for r in rows] == [("alpha", 1, 1, 10), ("beta", None, 1, 10)]
-    assert set(state) == {"alpha", "beta"}
+    c = {"alpha": cand(3, ids=range(0, 3)), "beta": cand(1, ids=range(10, 11))}
+    changed = revise({}, c, 2, 0, H, emitted_at=10)
+    assert [(r.term, r.rank, r.revision, r.emitted_at) for r, _ in changed] == [("alpha", 1, 1, 10), ("beta", None, 1, 10)]
+    state = {r.term: (r, x) for r, x in changed}
 
     # same values again: nothing to emit
-    state2, rows2 = revise(state, c, 2, 0, H, emitted_at=11)
-    assert rows2 == [] and state2 == state
+    assert revise(state, c, 2, 0, H, emitted_at=11) == []
 
     # beta overtakes alpha: both rows change (beta's counts, alpha's rank)
-    state3, rows3 = revise(state, {"beta": Candidate(5, 1, 0.0, 5.0, ("B",))}, 2, 0, H, emitted_at=12)
-    assert [(r.term, r.articles, r.rank, r.revision) for r in rows3] == [("alpha", 3, 2, 2), ("beta", 5, 1, 2)]
-    assert state3["alpha"].revision == 2 and state3["alpha"].window_end == H
+    changed3 = revise(state, {"beta": cand(5, ids=range(10, 15))}, 2, 0, H, emitted_at=12)
+    assert [(r.term, r.articles, r.rank, r.revision) for r, _ in changed3] == [("alpha", 3, 2, 2), ("beta", 5, 1, 2)]
+    state3 = {**state, **{r.term: (r, x) for r, x in changed3}}
+    assert state3["alpha"][0].revision == 2 and state3["alpha"][0].window_end == H
 
     # a new term that does not change other ranks emits just itself
-    _, rows4 = revise(state3, {"gamma": (1, 1, 0.0, 1.0, ("G",))}, 2, 0, H, emitted_at=13)
-    assert [(r.term, r.rank, r.revision) for r in rows4] == [("gamma", None, 1)]
+    changed4 = revise(state3, {"gamma": tuple(cand(1, ids=range(20, 21)))}, 2, 0, H, emitted_at=13)
+    assert [(r.term, r.rank, r.revision) for r, _ in changed4] == [("gamma", None, 1)]
 
 
 def test_revise_does_not_mutate_previous() -> None:
-    state, _ = revise({}, {"a": Candidate(1, 1, 0.0, 1.0, ())}, 1, 0, H, 0)
+    state = {r.term: (r, x) for r, x in revise({}, {"a": cand(1)}, 1, 0, H, 0)}
     snapshot = dict(state)
-    revise(state, {"a": Candidate(2, 1, 0.0, 2.0, ())}, 1, 0, H, 0)
+    revise(state, {"a": cand(2)}, 1, 0, H, 0)
     assert state == snapshot

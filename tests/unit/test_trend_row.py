@@ -35,6 +35,7 @@ def test_key_and_content() -> None:
         2.309401,
         1,
         ("Quantum chips \u00e9", "Second"),
+        (),
     )
     other = TrendRow(**{**{f: getattr(ROW, f) for f in ROW.__slots__}, "revision": 9, "emitted_at": 0})
     assert other.content() == ROW.content() and other != ROW
@@ -107,7 +108,7 @@ def test_values_crossing_operators_pickle() -> None:
         parse_event(encode(event(tags=["ai"]))),
         Rejection("missing_field:title", "field absent"),
         add_article(None, article_id="a", feed_url="f", title="t", published_at=1, k=2),
-        Candidate(1, 1, 0.0, 1.0, ("t",)),
+        Candidate(1, 1, 0.0, ("t",), (("f", 1),), (7,), 1),
         ROW,
     ]
     for value in values:

@@ -7,6 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from udfs.windows import (
+    SKETCH_SIZE,
+    article_hash,
+    sketch_similarity,
     fold_hits,
     merge_windows,
     MAX_WATERMARK,
@@ -81,10 +84,23 @@ def _fold(items: list[tuple[str, str, str, int]], k: int) -> TermWindow | None:
 
 def test_add_article() -> None:
     agg = _fold([("b", "f2", "B", 5), ("a", "f1", "A", 5), ("c", "f2", "C", 1)], k=2)
-    assert agg == TermWindow(3, ("f1", "f2"), ((1, "c", "C"), (5, "a", "A")))
-    assert agg.examples == ("C", "A")
+    hashes = tuple(sorted(article_hash(a) for a in "abc"))
+    assert agg == TermWindow(3, (("f1", 1), ("f2", 2)), ((1, "c", "C"), (5, "a", "A")), hashes)
+    assert agg.examples == ("C", "A") and agg.feeds == ("f1", "f2") and agg.first_seen == 1
     assert TermWindow.from_state(agg.to_state()) == agg
-    assert _fold([("a", "f", "A", 1)], k=0) == TermWindow(1, ("f",), ())
+    assert _fold([("a", "f", "A", 1)], k=0) == TermWindow(1, (("f", 1),), (), (article_hash("a"),))
+
+
+def test_sketch_keeps_the_smallest_hashes_and_compares_sets() -> None:
+    ids = [f"url:{i}" for i in range(40)]
+    agg = _fold([(a, "f", a, 1) for a in ids], k=1)
+    assert agg.sketch == tuple(sorted(article_hash(a) for a in ids))[:SKETCH_SIZE]
+    small_a = _fold([(a, "f", a, 1) for a in ids[:6]], k=1)
+    small_b = _fold([(a, "f", a, 1) for a in ids[3:9]], k=1)
+    assert sketch_similarity(small_a.sketch, small_b.sketch) == 3 / 9  # exact below SKETCH_SIZE
+    assert sketch_similarity(small_a.sketch, small_a.sketch) == 1.0
+    assert sketch_similarity((), ()) == 0.0
+    assert sketch_similarity(agg.sketch, agg.sketch) == 1.0
 
 
 items_strategy = st.lists(
