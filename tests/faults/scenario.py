@@ -123,6 +123,11 @@ def finish(config: Config, reference: Reference, job_id: str, trickle: Trickle, 
     trickle.join()
     phases.done("rest of the input sent")
     assert_input_is_reference(config, reference)
+    converge_and_check(config, reference, job_id, phases)
+
+
+def converge_and_check(config: Config, reference: Reference, job_id: str, phases: Phases) -> None:
+    """Once all input is in: rows converge, job ended, every check."""
     secs, diff = wait_for_reference(config, reference, job_id)
     log(f"{phases.name}: outputs {diff} after {secs:.1f}s")
     phases.done("outputs converge")

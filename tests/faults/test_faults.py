@@ -60,7 +60,7 @@ from tests.faults.scenario import (
     FAULT_SEED,
     QUIET,
     capture,
-    end_job,
+    converge_and_check,
     finish,
     log,
     n_batches,
@@ -296,13 +296,8 @@ def test_i_taskmanager_killed_after_the_last_input_is_checkpointed(stack, refere
         restart(config)
         secs = wait_recovered(config, job_id, killed_at)
         phases.done(f"recovered ({secs:.0f}s after up)")
-        secs, diff = wait_for_reference(config, reference, job_id)
-        log(f"i: outputs {diff} after {secs:.1f}s; job restarts: {num_restarts(config, job_id)}")
-        phases.done("outputs converge")
-        end_job(config)
-        outcome = check_against_reference(config, reference)
-        log(f"i: {outcome}")
-        phases.done("checks")
+        log(f"i: job restarts: {num_restarts(config, job_id)}")
+        converge_and_check(config, reference, job_id, phases)
 
 
 def _idle_partition_input(start_ms: int) -> tuple[list, list, list]:
@@ -346,14 +341,9 @@ def test_j_a_partition_idle_then_back_behind_the_watermark(stack, tmp_path) -> N
         assert all("update 1-4-" not in " ".join(r["examples"]) for r in closed)
         phases.done("partition 1 idle, watermark follows partition 0")
         produce(config.kafka_bootstrap, config.events_topic, back)
+        phases.done("partition 1 back behind the watermark")
         assert_input_is_reference(config, reference)
-        secs, diff = wait_for_reference(config, reference, job_id)
-        log(f"j: outputs {diff} after {secs:.1f}s")
-        phases.done("partition 1 back behind the watermark; outputs converge")
-        end_job(config)
-        outcome = check_against_reference(config, reference)
-        log(f"j: {outcome}")
-        phases.done("checks")
+        converge_and_check(config, reference, job_id, phases)
 
 
 def test_open_transaction_check_sees_an_open_transaction(stack, tmp_path) -> None:

@@ -90,9 +90,4 @@ public final class WatermarkRestorer<T> extends AbstractStreamOperator<T> implem
         }
         super.processWatermarkStatus(status);
     }
-
-    /** For tests and the job's log: the highest record timestamp held. */
-    public long maxTimestamp() {
-        return maxTimestamp;
-    }
 }
