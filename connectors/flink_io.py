@@ -265,8 +265,14 @@ class TrendSinks:
         return statements
 
 
-# The job's own JVM operator (connectors/jvm), in the jar `make install` builds into the jar dir.
+# The job's own JVM operator and function (connectors/jvm), in the jar `make install` builds into the jar dir.
 WATERMARK_RESTORER = "feedtrends.flink.WatermarkRestorer"
+TERM_BUCKET_KEY = "feedtrends.flink.TermBucketKey"
+
+
+def register_jvm_functions(t_env: StreamTableEnvironment) -> None:
+    """SQL functions the job's queries call, from the job's own jar: `term_bucket_key(term, keys)`."""
+    t_env.create_java_temporary_function("term_bucket_key", TERM_BUCKET_KEY)
 
 
 def with_restored_watermarks(t_env: StreamTableEnvironment, records: Table, config: Config) -> Table:

@@ -11,9 +11,9 @@ steps as plain Python, for the property tests.  Sources and sinks come from `con
       -> OVER       key partition  the partition's max published_at -> its watermark (state, TTL)
       -> Deduplicate key article_id  first copy wins (state: seen, TTL)
       -> lateness + split          dlq / late / count (window not fired) / article (fired, within lateness)
-      -> count rows: window table function per (window, term): its articles as JSON, once
+      -> count rows: window table function per (window, term bucket): its term hits as JSON, once
                                                          -- Python from here on:
-      -> route                     counted (window, term) -> one record; article -> one record per
+      -> route                     counted (window, bucket) -> one record; article -> one record per
                                    term bucket; rejected -> DLQ, late -> late side output
       -> term-windows key bucket   counts per (term, window); fires at window end,
                                    refreshes fired windows on late data
@@ -47,14 +47,15 @@ from connectors.flink_io import (
     TrendSinks,
     sql_interval,
     to_sink_row,
+    register_jvm_functions,
     with_restored_watermarks,
 )
 from core.config import Config, load_config
-from udfs.buckets import MAX_PARALLELISM, bucket_key, group_by_bucket
+from udfs.buckets import MAX_PARALLELISM, bucket_keys, group_by_bucket
 from udfs.operators import (
     BucketWindows,
     Step,
-    counted_window,
+    counted_bucket,
     parse_columns,
     rank_fire,
     rank_flush_time,
@@ -111,10 +112,14 @@ def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
 
     Kinds: "dlq" (rejected), "late" (beyond the lateness), "count" (its window has
     not fired by Flink's watermark here), "article" (its window has fired, within
-    the lateness: term-windows revises it).  "count" rows are counted per (window,
-    term) by the window table function, whose watermark is never ahead of the one
-    here (watermarks travel behind the rows before them), so it drops none of
-    them; each (window, term) leaves the JVM once, with its articles as JSON.  A
+    the lateness: term-windows revises it).  "count" rows are collected per (window,
+    term bucket) by the window table function, whose watermark is never ahead of
+    the one here (watermarks travel behind the rows before them), so it drops none
+    of them; each (window, bucket) leaves the JVM once, with its term hits as JSON:
+    term-windows then takes one record per (window, bucket), not one per (window,
+    term) (a keyed Python record costs far more than folding its terms).  The
+    bucket is `udfs.buckets.bucket_key`, computed in the JVM by `term_bucket_key`
+    (connectors/jvm), so an article routed one by one lands on the same key.  A
     row whose record timestamp is not its `published_at` (a foreign producer) is
     never "count": the window function windows by the record timestamp.
 
@@ -122,6 +127,7 @@ def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
     one parse, OVER and Deduplicate under both.
     """
     size, lateness, lag = config.window_ms, config.allowed_lateness_ms, config.out_of_orderness_ms + 1
+    keys = ", ".join(str(key) for key in bucket_keys(config.term_buckets))
     t_env.execute_sql(f"""
     CREATE TEMPORARY VIEW feed_rows AS
     WITH parsed AS (
@@ -162,23 +168,26 @@ def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
       -- The record value only where the side record is built from it.
       CASE WHEN kind IN ('dlq', 'late') THEN `value` END AS `value`, `topic`, `partition`, `offset`,
       late_by, `watermark`, article_id, feed_url, title, published_at, terms,
-      CAST(NULL AS STRING) AS term, CAST(NULL AS STRING) AS hits
+      CAST(NULL AS INT) AS bucket, CAST(NULL AS STRING) AS hits
     FROM feed_rows WHERE kind <> 'count'
     UNION ALL
     SELECT 'counted', CAST(NULL AS BYTES), CAST(NULL AS STRING), CAST(NULL AS INT), CAST(NULL AS BIGINT),
       CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS STRING),
-      CAST(NULL AS BIGINT), CAST(NULL AS STRING), term, hits
+      CAST(NULL AS BIGINT), CAST(NULL AS STRING), bucket, hits
     FROM (
-      SELECT term, JSON_ARRAYAGG(JSON_ARRAY(published_at, article_id, title, feed_url NULL ON NULL)) AS hits
-      FROM TABLE(TUMBLE(TABLE on_time_rows, DESCRIPTOR(event_time), {sql_interval(size)}))
-      CROSS JOIN UNNEST(JSON_QUERY(terms, '$' RETURNING ARRAY<STRING>)) AS t (term)
-      GROUP BY window_start, window_end, term)"""
+      SELECT bucket, JSON_ARRAYAGG(JSON_ARRAY(term, published_at, article_id, title, feed_url NULL ON NULL)) AS hits
+      FROM (
+        SELECT window_start, window_end, term, term_bucket_key(term, ARRAY[{keys}]) AS bucket,
+          published_at, article_id, title, feed_url
+        FROM TABLE(TUMBLE(TABLE on_time_rows, DESCRIPTOR(event_time), {sql_interval(size)}))
+        CROSS JOIN UNNEST(JSON_QUERY(terms, '$' RETURNING ARRAY<STRING>)) AS t (term))
+      GROUP BY window_start, window_end, bucket)"""
 
 
 class Route(ProcessFunction):
     """route: the JVM's rows -> term-windows' records (by term bucket); DLQ and late to side outputs.
 
-    A "counted" row (one (window, term) of on-time articles) becomes one record; an
+    A "counted" row (one (window, term bucket) of on-time articles) becomes one record; an
     "article" row (its window had fired) one record per term bucket of its terms.
     """
 
@@ -194,11 +203,11 @@ class Route(ProcessFunction):
 
     def process_element(self, row, ctx: ProcessFunction.Context) -> Iterator:
         (kind, value, topic, partition, offset, late_by, watermark,
-         article_id, feed_url, title, published_at, terms, term) = row[:13]
+         article_id, feed_url, title, published_at, terms, bucket) = row[:13]
         if kind == "counted":
-            ws, counted = counted_window(row[13], self.size_ms, self.k)
-            # -> (bucket key, window_start, terms, "counted", TermWindow state)
-            yield bucket_key(term, self.buckets), ws, (term,), "counted", counted.to_state()
+            ws, counted = counted_bucket(row[13], self.size_ms, self.k)
+            # -> (bucket key, window_start, terms, "counted", TermWindow states in the terms' order)
+            yield bucket, ws, tuple(counted), "counted", tuple(agg.to_state() for agg in counted.values())
             return
         if kind == "article":
             ws = window_start(published_at, self.size_ms)
@@ -265,7 +274,7 @@ class TermWindows(KeyedProcessFunction):
         _, ws, terms, kind, payload = value
         bucket = self._bucket(ctx.get_current_key())
         if kind == "counted":
-            step = bucket.add_counted(ws, terms[0], TermWindow.from_state(payload))
+            step = bucket.add_counted(ws, {term: TermWindow.from_state(agg) for term, agg in zip(terms, payload)})
         else:
             article_id, feed_url, title, published_at = payload
             step = bucket.add(
@@ -364,6 +373,7 @@ def build(
     # The JVM operators' state (each partition's max, the first copies) expires as
     # the dedup TTL says, on processing time from its last write.
     t_env.get_config().set("table.exec.state.ttl", f"{config.dedup_ttl_ms} ms")
+    register_jvm_functions(t_env)
     t_env.create_temporary_function(
         "parse_record", udf(ParseRecord(config.include_summary), result_type=PARSED_TYPE)
     )
@@ -372,7 +382,7 @@ def build(
     t_env.create_temporary_view("feed_records", with_restored_watermarks(t_env, source(env, t_env), config))
 
     # -> Row(kind, value, topic, partition, offset, late_by, watermark, article_id, feed_url, title,
-    #        published_at, terms, term, hits): kind "counted" (one (window, term) of on-time articles),
+    #        published_at, terms, bucket, hits): kind "counted" (one (window, term bucket) of on-time articles),
     #        "article" (a first copy for a fired window, within the lateness), "late" or "dlq"
     routed = t_env.to_data_stream(t_env.sql_query(create_routed_views(t_env, config)))
 

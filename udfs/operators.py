@@ -83,11 +83,15 @@ def route_terms(terms_json: str) -> tuple[str, ...]:
     return tuple(json.loads(terms_json))
 
 
-def counted_window(hits_json: str, size_ms: int, k: int) -> tuple[int, TermWindow]:
-    """A (window, term) the JVM counted: its articles as a JSON array of [published_at, article_id, title,
-    feed_url] -> (window_start, the aggregate `add_article` one by one would have built)."""
-    hits = [(int(p), a, t, f) for p, a, t, f in json.loads(hits_json)]
-    return window_start(hits[0][0], size_ms), fold_hits(hits, k)
+def counted_bucket(hits_json: str, size_ms: int, k: int) -> tuple[int, dict[str, TermWindow]]:
+    """A (window, term bucket) the JVM collected: its term hits as a JSON array of [term, published_at,
+    article_id, title, feed_url] -> (window_start, term -> the aggregate `add_article` one by one
+    would have built), terms in sorted order."""
+    by_term: dict[str, list] = {}
+    for term, p, a, t, f in json.loads(hits_json):
+        by_term.setdefault(term, []).append((int(p), a, t, f))
+    ws = window_start(next(iter(by_term.values()))[0][0], size_ms)
+    return ws, {term: fold_hits(by_term[term], k) for term in sorted(by_term)}
 
 
 # -- parse-validate: each partition's own watermark ---------------------------------------------
@@ -226,21 +230,24 @@ class BucketWindows:
         now, for itself and the later fired windows whose baseline includes it; a
         later one is counted and fires with its timer.
         """
-        def fold(agg: TermWindow | None) -> TermWindow:
+        def fold(_term: str, agg: TermWindow | None) -> TermWindow:
             return add_article(
                 agg, article_id=article_id, feed_url=feed_url, title=title, published_at=published_at, k=self.k,
             )
 
         return self._count(ws, terms, fold)
 
-    def add_counted(self, ws: int, term: str, counted: TermWindow) -> Step:
-        """Merge a (window, term) aggregate counted upstream (the window's on-time articles) into window `ws`.
+    def add_counted(self, ws: int, counted: Mapping[str, TermWindow]) -> Step:
+        """Merge (window, term) aggregates counted upstream (the window's on-time articles of this
+        bucket's terms) into window `ws`.
 
-        The same rules as `add`: the articles it holds are never also added one by one.
+        The same rules as `add`: the articles they hold are never also added one by one.
         """
-        return self._count(ws, (term,), lambda agg: merge_windows(agg, counted, self.k))
+        return self._count(ws, tuple(counted), lambda term, agg: merge_windows(agg, counted[term], self.k))
 
-    def _count(self, ws: int, terms: tuple[str, ...], fold: Callable[[TermWindow | None], TermWindow]) -> Step:
+    def _count(
+        self, ws: int, terms: tuple[str, ...], fold: Callable[[str, TermWindow | None], TermWindow]
+    ) -> Step:
         watermark = self.timer_watermark
         step = Step(watermark=watermark)
         if ws not in self.expiry_timers:
@@ -252,7 +259,7 @@ class BucketWindows:
             self.fire_timers.add(ws)
         for term in terms:
             history = self.by_term.get(term, {})
-            agg = fold(history.get(ws))
+            agg = fold(term, history.get(ws))
             self._put(ws, term, agg)
             step.puts[state_key(ws, term)] = agg.to_state()  # plain tuples pickle ~3x faster than the dataclass
         if ws > fired_upto:

@@ -13,7 +13,7 @@ import pytest
 from tests.eventgen import BASE_MS, event
 from udfs.operators import (
     REJECTED,
-    counted_window,
+    counted_bucket,
     BucketWindows,
     dedup_verdict,
     parse_columns,
@@ -29,7 +29,9 @@ from udfs.operators import (
 from udfs.terms import article_terms
 from udfs.validate import parse_event
 from udfs.validate import Article
-from udfs.windows import MAX_WATERMARK, NO_WATERMARK, TermWindow, cleanup_time, expiry_time, fire_time
+from udfs.windows import (
+    MAX_WATERMARK, NO_WATERMARK, TermWindow, add_article, cleanup_time, expiry_time, fire_time,
+)
 
 H = 3_600_000
 
@@ -160,6 +162,21 @@ def test_rank_flush_time_is_a_whole_second_at_least_the_wait_later(now: int, wai
     assert rank_flush_time(now, wait) >= now + wait and rank_flush_time(now, wait) % 1000 == 0
 
 
+def test_a_counted_bucket_folds_each_term_as_its_articles_one_by_one_would() -> None:
+    hits = [
+        ["storm", 10 * H + 5, "url:b", "Storm b", "f2"], ["rain", 10 * H + 9, "url:c", "Rain c", "f1"],
+        ["storm", 10 * H + 1, "url:a", "Storm a", "f1"], ["rain", 10 * H + 2, "url:a", "Storm a", "f1"],
+    ]
+    ws, counted = counted_bucket(json.dumps(hits), H, 3)
+    assert ws == 10 * H and list(counted) == ["rain", "storm"]
+    for term, agg in counted.items():
+        one_by_one = None
+        for t, p, a, title, f in hits:
+            if t == term:
+                one_by_one = add_article(one_by_one, article_id=a, feed_url=f, title=title, published_at=p, k=3)
+        assert agg == one_by_one
+
+
 def test_term_window_state_round_trip() -> None:
     agg = TermWindow(2, (("a", 1), ("b", 1)), ((1, "x", "t"),), (5, 9))
     assert TermWindow.from_state(agg.to_state()) == agg
@@ -167,11 +184,12 @@ def test_term_window_state_round_trip() -> None:
 
 def test_a_counted_window_fires_with_its_timer_and_articles_after_it_revise_it() -> None:
     bucket = BucketWindows(H, H, 2, 3)
-    ws, counted = counted_window(
-        json.dumps([[10 * H + 5, "url:b", "Storm b", "f2"], [10 * H + 1, "url:a", "Storm a", "f1"]]), H, 3,
+    ws, counted = counted_bucket(
+        json.dumps([["storm", 10 * H + 5, "url:b", "Storm b", "f2"], ["storm", 10 * H + 1, "url:a", "Storm a", "f1"]]),
+        H, 3,
     )
-    assert ws == 10 * H and (counted.articles, counted.feeds) == (2, ("f1", "f2"))
-    step = bucket.add_counted(ws, "storm", counted)
+    assert ws == 10 * H and (counted["storm"].articles, counted["storm"].feeds) == (2, ("f1", "f2"))
+    step = bucket.add_counted(ws, counted)
     assert step.out == [] and fire_time(ws, H) in step.timers  # counted, fires with its timer
     fired = bucket.on_timer(fire_time(ws, H))
     assert [(w, [(t, c.articles, c.examples) for t, c in cands]) for w, cands in fired.out] == [
