@@ -201,7 +201,7 @@ async function showTerm(term) {
     const first = rows[0].window_start, last = rows[rows.length - 1].window_start;
     const starts = windowStarts.filter((ws) => ws >= first && ws <= last);
     const table = el("table", { class: "term-rows" }, el("thead", {}, el("tr", {},
-      ["window (UTC)", "articles", "baseline", "score", "rank"].map((h) => el("th", { scope: "col" }, h)))),
+      ["window (UTC)", "articles", "baseline", "score", "rank"].map((h, i) => el("th", { scope: "col", class: i ? "num" : null }, h)))),
       el("tbody", {}, rows.map((r) => el("tr", {}, el("td", {}, utc(r.window_start)), el("td", { class: "num" }, r.articles),
         el("td", { class: "num" }, score(r.baseline)), el("td", { class: "num" }, score(r.score)), el("td", { class: "num" }, r.rank ?? "–")))));
     out.replaceChildren(el("h3", {}, rows[0].term), chart(rows[0].term, rows, starts.length ? starts : rows.map((r) => r.window_start), { width: 640, height: 160 }), table);
