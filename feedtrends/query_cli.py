@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from connectors.trend_store import latest_revisions
+from connectors.versions import OutputVersion
 from core.config import Config
 from feedtrends.arguments import OneLineParser, config_from
 from feedtrends.exit_codes import OK, report
@@ -122,6 +123,16 @@ def query_command(args: argparse.Namespace) -> int:
     return run_query(args, config_from(args, bootstrap=getattr(args, "bootstrap", None)))
 
 
+def current_output(config: Config) -> OutputVersion:
+    """The current output version; a registry that cannot be read is BackendUnavailable."""
+    from connectors.versions import current_version
+
+    try:
+        return current_version(config)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BackendUnavailable(f"cannot read the output versions registry in {config.state_dir}: {exc}") from None
+
+
 def current_rows(config: Config, source: str = "parquet") -> list[dict[str, Any]]:
     """The latest revision per (window_start, term) of the current version's output.
 
@@ -129,12 +140,8 @@ def current_rows(config: Config, source: str = "parquet") -> list[dict[str, Any]
     `feedtrends serve` answers from these rows too.
     """
     from feedtrends import query_store
-    from connectors.versions import current_version
 
-    try:
-        version = current_version(config)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BackendUnavailable(f"cannot read the output versions registry in {config.state_dir}: {exc}") from None
+    version = current_output(config)
     if source == "kafka":
         rows = query_store.read_kafka_rows(config.kafka_bootstrap, version.trends_topic)
         where = f"topic {version.trends_topic} (read_committed)"

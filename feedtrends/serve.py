@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 from core.config import Config
 from feedtrends.query import BackendUnavailable, NothingFound, QueryError, QueryInputError, render
-from feedtrends.query_cli import Question, answer, current_rows
+from feedtrends.query_cli import Question, answer, current_output, current_rows
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_HOST = "127.0.0.1"
@@ -87,12 +87,7 @@ class RowsCache:
         self._value: list[dict[str, Any]] | QueryError = []
 
     def changes(self) -> dict[str, Any]:
-        from connectors.versions import current_version
-
-        try:
-            version = current_version(self.config)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BackendUnavailable(f"cannot read the output versions registry in {self.config.state_dir}: {exc}") from None
+        version = current_output(self.config)
         parts = committed_parts(version.parquet_dir)
         listing = json.dumps([version.name, str(version.parquet_dir), version.parquet_dir.is_dir(), parts])
         return {"version": version.name, "parts": len(parts), "stamp": hashlib.sha256(listing.encode()).hexdigest()[:16]}

@@ -43,10 +43,9 @@ QUALIFY row_number() OVER (PARTITION BY window_start, term ORDER BY revision DES
 
 def part_files(parquet_dir: Path) -> list[Path]:
     """The committed part files of an output dir (a missing dir is BackendUnavailable)."""
-    parquet_dir = Path(parquet_dir)
-    if not parquet_dir.is_dir():
-        raise BackendUnavailable(f"Parquet dir {parquet_dir} does not exist (has the trends job written yet? right --state-dir?)")
-    return sorted(p for p in parquet_dir.rglob("part-*") if p.is_file())
+    from feedtrends.query_store import require_dir
+
+    return sorted(p for p in require_dir(parquet_dir).rglob("part-*") if p.is_file())
 
 
 def _empty_revisions_sql() -> str:
@@ -137,15 +136,10 @@ def render_sql(names: list[str], records: list[dict[str, Any]], fmt: str) -> str
 
 def run_sql(args: argparse.Namespace, config: Config, *, out: TextIO, err: TextIO) -> int:
     """`query sql`: the statement over the current version's Parquet, printed in `--format`."""
-    from connectors.versions import current_version
-    from feedtrends.query_cli import print_output
+    from feedtrends.query_cli import current_output, print_output
 
     try:
-        try:
-            version = current_version(config)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BackendUnavailable(f"cannot read the output versions registry in {config.state_dir}: {exc}") from None
-        names, records = execute(version.parquet_dir, args.statement)
+        names, records = execute(current_output(config).parquet_dir, args.statement)
     except QueryError as exc:
         return report("query sql", exc, err)
     if names:
