@@ -185,3 +185,23 @@ def test_it_keeps_answering_while_part_files_appear(tmp_path: Path) -> None:
         assert seen == sorted(seen) and seen[-1] >= 5
         assert s.get("/api/top?k=10") == (200, query_json(["top", "--k", "10"], config)[1])
     assert statuses and set(statuses) <= {200, 404}  # 404 only before the first part file
+
+
+def test_a_port_it_cannot_listen_on_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from tests.support.dashboard import REPO
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        for flags in (["--port", str(port)], ["--port", "70000"]):
+            proc = subprocess.run(
+                [sys.executable, "-m", "feedtrends.cli", "--state-dir", str(tmp_path), "serve", *flags],
+                cwd=REPO, capture_output=True, text=True, timeout=60,
+            )
+            assert (proc.returncode, proc.stdout) == (2, "")
+            assert proc.stderr.startswith("feedtrends serve: ") and proc.stderr.count("\n") == 1
