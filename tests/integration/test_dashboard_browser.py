@@ -131,12 +131,17 @@ def test_the_page_shows_top_terms_charts_health_and_search(browser, tmp_path: Pa
     assert SCREENSHOT.stat().st_size > 10_000
 
 
-def test_missing_output_is_said_on_the_page(browser, tmp_path: Path) -> None:
+def test_missing_output_is_said_on_the_page_until_output_appears(browser, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    with serving(private_config(tmp_path / "never-ran")) as server:
+    config = private_config(tmp_path / "never-ran")
+    with serving(config) as server:
         browser.get(server.url)
         _wait(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
         notice = browser.find_element(By.ID, "notice").text
         assert notice.startswith("No trends to show: ") and "does not exist" in notice
         assert browser.find_elements(By.CSS_SELECTOR, "#windows .window") == []
+        # The job commits its first part files: the page notices on its next poll, unasked.
+        copy_demo_output(config.parquet_path)
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#windows .window table.top"), timeout_s=30)
+        assert browser.find_element(By.ID, "notice").text == ""
