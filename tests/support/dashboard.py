@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.stack.paths import free_ports
-from core.config import Config, load_config
+from core.config import Config
+from tests.support.stack import stack_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_PARQUET = REPO / "tests" / "fixtures" / "demo-parquet"
@@ -34,17 +35,7 @@ def demo_parts() -> list[Path]:
 
 def private_config(state_dir: Path) -> Config:
     """A state dir on free ports: no stack runs there, and none of a developer's is asked."""
-    kafka, controller, rest, rpc = free_ports(4)
-    return load_config(
-        {
-            "state_dir": str(state_dir),
-            "kafka_port": kafka,
-            "kafka_controller_port": controller,
-            "flink_rest_port": rest,
-            "flink_rpc_port": rpc,
-        },
-        env={},
-    )
+    return stack_config(state_dir)
 
 
 def commit_part(src: Path, parquet_dir: Path) -> Path:
