@@ -11,7 +11,7 @@ VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/jars/.resolved
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help install jars schemas up down status demo test test-unit test-integration test-e2e test-faults bench bench-soak clean
+.PHONY: help install jars schemas browser up down status demo test test-unit test-integration test-e2e test-faults bench bench-soak clean
 
 help:
 	@echo "make demo | test | up | down | status | test-unit | test-integration | test-e2e | schemas | clean"
@@ -37,6 +37,17 @@ $(JVM_JAR): $(VENV_STAMP) connectors/jvm/build.sh $(shell find connectors/jvm -n
 
 install: $(VENV_STAMP) $(JARS_STAMP) $(JVM_JAR)
 jars: $(JARS_STAMP)
+
+# Headless Chromium and its matching driver for the dashboard's browser test
+# (tests/integration/test_dashboard_browser.py), from Debian's packages: selenium
+# drives /usr/bin/chromedriver and never downloads a browser of its own.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM) $(CHROMEDRIVER):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver
+browser: $(CHROMIUM) $(CHROMEDRIVER)
 
 # The schemas that k8s/feedtrends.yaml and docker-compose.yml are validated against
 # (tests/unit/test_k8s_manifest.py, test_docker_compose.py).  They are kept in the
@@ -75,13 +86,13 @@ demo: install
 	$(BIN)/feedtrends demo
 
 # Everything but the long fault-injection scenarios; the reduced set marked `ci` runs.
-test: install
+test: install browser
 	$(PYTEST) tests -m "not faults or ci"
 
 test-unit: install
 	$(PYTEST) tests/unit
 
-test-integration: install
+test-integration: install browser
 	$(PYTEST) tests/integration
 
 test-e2e: install

@@ -11,7 +11,9 @@
     feedtrends trends [--top N]                 print the windows and top terms from Parquet
     feedtrends query windows | top | term TERM | feeds
                                                 read the trends back (feedtrends/query_cli.py)
-    feedtrends demo [--top N] [--wait S]        everything above, end to end
+    feedtrends serve [--host H] [--port P]      the dashboard and JSON API (feedtrends/serve.py)
+    feedtrends demo [--top N] [--wait S] [--serve]
+                                                everything above, end to end
 
 Errors are one line on stderr and a documented exit code, never a traceback; the
 codes are the table in feedtrends/exit_codes.py:
@@ -121,7 +123,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ok = print_windows(current.parquet_path, top=args.top)
     print()
     print("The stack keeps running (Flink web UI: %s). Stop it with: make down" % config.flink_rest_url)
+    from feedtrends.serve import DEFAULT_HOST, DEFAULT_PORT, dashboard_url, serve
+
+    if args.serve:
+        return serve(config) if ok else 1
+    print(f"Dashboard: `feedtrends serve`, then open {dashboard_url(DEFAULT_HOST, DEFAULT_PORT)} (or: demo --serve)")
     return 0 if ok else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from feedtrends.serve import serve_command
+
+    return serve_command(args, _config(args))
 
 
 # --------------------------------------------------------------------------- main
@@ -157,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "run everything end to end on the local stack")
     demo.add_argument("--top", type=int, default=5)
     demo.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the first trends")
+    demo.add_argument("--serve", action="store_true", help="end by serving the dashboard (feedtrends serve)")
+    from feedtrends.serve import add_serve_arguments
+
+    add_serve_arguments(add("serve", cmd_serve, "the trends dashboard and JSON API over the Parquet output"))
     add_ingest_arguments(add("ingest", ingest_command, "poll feeds into Kafka"))
     add_generate_arguments(add("generate", generate_command, "write synthetic events to Kafka"))
     add_serve_feeds_arguments(add("serve-feeds", serve_feeds_command, "serve feed files over local HTTP"))

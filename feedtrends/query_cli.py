@@ -4,6 +4,7 @@
     feedtrends query top [--window START | --latest] [--k N]   a window's top terms by rank
     feedtrends query term TERM [--since T] [--until T]         one term's rows over time
     feedtrends query feeds                                     articles per (window, feed)
+    feedtrends query sql "SELECT ..."                          DuckDB over the Parquet (feedtrends/sql.py)
 
 Every subcommand takes `--format table|json|csv` and `--source parquet|kafka`;
 `top` and `term` take `--plot FILE.png` (1000 x 500 px).  Rows are the latest
@@ -22,9 +23,12 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from connectors.trend_store import latest_revisions
+from connectors.versions import OutputVersion
 from core.config import Config
 from feedtrends.arguments import OneLineParser, config_from
 from feedtrends.exit_codes import OK, report
@@ -76,7 +80,7 @@ def add_query_arguments(subparsers: argparse._SubParsersAction) -> argparse.Argu
         description="Exit codes: 0 ok, 1 no data / nothing matched, 2 usage or input error, 3 source unreadable.",
     )
     query.set_defaults(func=query_command)
-    kinds = query.add_subparsers(dest="query_kind", required=True, metavar="{windows,top,term,feeds}")
+    kinds = query.add_subparsers(dest="query_kind", required=True, metavar="{windows,top,term,feeds,sql}")
 
     kinds.add_parser("windows", parents=[common], help="windows with their term and article counts")
 
@@ -96,6 +100,13 @@ def add_query_arguments(subparsers: argparse._SubParsersAction) -> argparse.Argu
     _accept_relative_times(term)
 
     kinds.add_parser("feeds", parents=[common], help="articles per (window, feed) from the feed: rows")
+
+    sql = kinds.add_parser(
+        "sql",
+        help="DuckDB SQL over the Parquet output: views `trends` (final rows) and `revisions` (every row)",
+    )
+    sql.add_argument("statement", help='e.g. "SELECT term, count(*) FROM trends WHERE rank <= 3 GROUP BY term"')
+    sql.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     return query
 
 
@@ -112,15 +123,26 @@ def query_command(args: argparse.Namespace) -> int:
     return run_query(args, config_from(args, bootstrap=getattr(args, "bootstrap", None)))
 
 
-def _read_rows(args: argparse.Namespace, config: Config) -> list[dict[str, Any]]:
-    from feedtrends import query_store
+def current_output(config: Config) -> OutputVersion:
+    """The current output version; a registry that cannot be read is BackendUnavailable."""
     from connectors.versions import current_version
 
     try:
-        version = current_version(config)
+        return current_version(config)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BackendUnavailable(f"cannot read the output versions registry in {config.state_dir}: {exc}") from None
-    if args.source == "kafka":
+
+
+def current_rows(config: Config, source: str = "parquet") -> list[dict[str, Any]]:
+    """The latest revision per (window_start, term) of the current version's output.
+
+    No rows yet is NothingFound; a source that cannot be read is BackendUnavailable.
+    `feedtrends serve` answers from these rows too.
+    """
+    from feedtrends import query_store
+
+    version = current_output(config)
+    if source == "kafka":
         rows = query_store.read_kafka_rows(config.kafka_bootstrap, version.trends_topic)
         where = f"topic {version.trends_topic} (read_committed)"
     else:
@@ -132,6 +154,71 @@ def _read_rows(args: argparse.Namespace, config: Config) -> list[dict[str, Any]]
             "(a window appears once the watermark passes its end)"
         )
     return latest_revisions(rows)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One `query windows|top|term|feeds` question, as flags or URL parameters give it."""
+
+    kind: str
+    window: str | None = None  # top: a window START (any TIME_HELP form); None = the latest
+    k: int = 10  # top
+    term: str | None = None  # term
+    since: str | None = None  # term
+    until: str | None = None  # term
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Question:
+        return cls(
+            args.query_kind,
+            **{f: getattr(args, f) for f in ("window", "k", "term", "since", "until") if hasattr(args, f)},
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    records: list[dict[str, Any]]
+    title: str | None = None  # the table format's heading line
+
+
+def answer(question: Question, rows_of: Callable[[], list[dict[str, Any]]], config: Config, now_ms: int) -> Answer:
+    """The records that answer a question, from the rows `rows_of()` returns.
+
+    The input is validated before `rows_of` is called: a typo should not wait for
+    Kafka.  Raises a QueryError; `query` and `serve` both answer through here, so
+    `serve`'s JSON is `query --format json`'s.
+    """
+    kind = question.kind
+    window_at = parse_time_ms(question.window, now_ms) if kind == "top" and question.window else None
+    since = parse_time_ms(question.since, now_ms) if kind == "term" and question.since else None
+    until = parse_time_ms(question.until, now_ms) if kind == "term" and question.until else None
+    if kind == "top" and question.k < 1:
+        raise QueryInputError(f"--k must be at least 1, not {question.k}")
+    if kind == "term" and since is not None and until is not None and since >= until:
+        raise QueryInputError(f"--since ({utc_iso(since)}) must be before --until ({utc_iso(until)})")
+
+    rows = rows_of()
+    if kind == "windows":
+        return Answer(windows_summary(rows))
+    if kind == "feeds":
+        records = feed_counts(rows)
+        if not records:
+            raise NothingFound("no feed: rows in the output")
+        return Answer(records)
+    if kind == "top":
+        window = resolve_window(rows, window_at)
+        records = top_terms(rows, window.window_start, question.k)
+        if not records:
+            raise NothingFound(
+                f"window {utc_iso(window.window_start)} ({window.window_start}) has no ranked terms "
+                f"(a term needs min_support={config.min_support} articles)"
+            )
+        title = (
+            f"top {len(records)} terms of window {utc_text(window.window_start)} - "
+            f"{utc_text(window.window_end)} UTC (window_start {window.window_start})"
+        )
+        return Answer(records, title)
+    return Answer(term_history(rows, question.term, since, until))
 
 
 def run_query(
@@ -148,38 +235,13 @@ def run_query(
     err = err or sys.stderr
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     kind = args.query_kind
-    try:
-        # Validate the input before touching the source: a typo should not wait for Kafka.
-        window_at = parse_time_ms(args.window, now_ms) if kind == "top" and args.window else None
-        since = parse_time_ms(args.since, now_ms) if kind == "term" and args.since else None
-        until = parse_time_ms(args.until, now_ms) if kind == "term" and args.until else None
-        if kind == "top" and args.k < 1:
-            raise QueryInputError(f"--k must be at least 1, not {args.k}")
-        if kind == "term" and since is not None and until is not None and since >= until:
-            raise QueryInputError(f"--since ({utc_iso(since)}) must be before --until ({utc_iso(until)})")
+    if kind == "sql":
+        from feedtrends.sql import run_sql
 
-        rows = _read_rows(args, config)
-        title = None
-        if kind == "windows":
-            records = windows_summary(rows)
-        elif kind == "feeds":
-            records = feed_counts(rows)
-            if not records:
-                raise NothingFound("no feed: rows in the output")
-        elif kind == "top":
-            window = resolve_window(rows, window_at)
-            records = top_terms(rows, window.window_start, args.k)
-            if not records:
-                raise NothingFound(
-                    f"window {utc_iso(window.window_start)} ({window.window_start}) has no ranked terms "
-                    f"(a term needs min_support={config.min_support} articles)"
-                )
-            title = (
-                f"top {len(records)} terms of window {utc_text(window.window_start)} - "
-                f"{utc_text(window.window_end)} UTC (window_start {window.window_start})"
-            )
-        else:
-            records = term_history(rows, args.term, since, until)
+        return run_sql(args, config, out=out, err=err)
+    try:
+        result = answer(Question.from_args(args), lambda: current_rows(config, args.source), config, now_ms)
+        records, title = result.records, result.title
 
         if getattr(args, "plot", None):
             from feedtrends import query_store
@@ -192,9 +254,13 @@ def run_query(
         return report(f"query {kind}", exc, err)
 
     text = render(kind, records, args.format)
+    print_output(f"{title}\n{text}" if title and args.format == "table" else text, out)
+    return OK
+
+
+def print_output(text: str, out: TextIO) -> None:
+    """Print a query's answer; a reader that stops early (`| head`) is not an error."""
     try:
-        if title and args.format == "table":
-            print(title, file=out)
         print(text, file=out)
         out.flush()
     except BrokenPipeError:
@@ -203,7 +269,6 @@ def run_query(
         if out is sys.stdout:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-    return OK
 
 
 if __name__ == "__main__":

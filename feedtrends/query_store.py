@@ -23,6 +23,14 @@ PLOT_SIZE_IN = (10.0, 5.0)
 PLOT_DPI = 100
 
 
+def require_dir(parquet_dir: Path) -> Path:
+    """The output dir, or BackendUnavailable if it is missing (wrong state dir, or the job never wrote)."""
+    parquet_dir = Path(parquet_dir)
+    if not parquet_dir.is_dir():
+        raise BackendUnavailable(f"Parquet dir {parquet_dir} does not exist (has the trends job written yet? right --state-dir?)")
+    return parquet_dir
+
+
 def read_parquet_rows(parquet_dir: Path) -> list[dict[str, Any]]:
     """Every committed row (all revisions) of a Parquet output dir.
 
@@ -30,9 +38,7 @@ def read_parquet_rows(parquet_dir: Path) -> list[dict[str, Any]]:
     wrote): BackendUnavailable.  An existing dir without committed part files is just
     empty: [] (the caller reports "no data yet").
     """
-    parquet_dir = Path(parquet_dir)
-    if not parquet_dir.is_dir():
-        raise BackendUnavailable(f"Parquet dir {parquet_dir} does not exist (has the trends job written yet? right --state-dir?)")
+    parquet_dir = require_dir(parquet_dir)
     import pyarrow as pa
 
     try:

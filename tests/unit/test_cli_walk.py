@@ -71,6 +71,7 @@ FLAGS: dict[tuple[str, ...], list[str]] = {
     ("query", "top"): ["--window", "--latest", "--k", "--plot", "--format", "--source"],
     ("query", "term"): ["--since", "--until", "--plot", "--format", "--source"],
     ("query", "feeds"): ["--format", "--source"],
+    ("query", "sql"): ["--format"],
     ("ingest",): ["--once", "--every", "--allow-files", "--topic", "--partitions", "--timeout", "--max-bytes", "--concurrency", "--state", "--bootstrap"],
     ("generate",): ["--count", "--seed", "--rate", "--start", "--duplicates", "--out-of-order", "--late", "--malformed", "--feeds", "--topic", "--partitions", "--bootstrap"],
     ("serve-feeds",): ["--port", "--host"],
@@ -126,7 +127,7 @@ def _assert_one_line(argv: list[str], code: int, stderr: str) -> None:
 @st.composite
 def _argv(draw, command: tuple[str, ...]) -> list[str]:
     argv = list(command)
-    if command in (("versions", "remove"), ("query", "term"), ("ingest",), ("resume",)):
+    if command in (("versions", "remove"), ("query", "term"), ("query", "sql"), ("ingest",), ("resume",)):
         argv.append(draw(st.sampled_from(HOSTILE[1:])))  # the positional argument
     if command == ("serve-feeds",):
         argv.append("/nonexistent/feeds")  # a valid directory would serve forever
