@@ -102,11 +102,12 @@ def decided_by_spelling(top: Sequence[Entry]) -> bool:
     return (first.score, first.feeds, first.articles) == (second.score, second.feeds, second.articles)
 
 
-def spread_inversions(ranked: Sequence[Entry], top: int) -> tuple[int, int]:
+def spread_inversions(ranked: Sequence[Entry], top: int) -> tuple[int, list[tuple[Entry, Entry]]]:
     """(pairs, inversions) among one day's ranked entries: a pair is a single-feed entry and a
     several-feed entry with the same articles, at least one of them in the top `top`; an
-    inversion is such a pair where the single-feed entry ranks higher."""
-    pairs = inversions = 0
+    inversion is such a pair where the single-feed entry ranks higher: (single, several)."""
+    pairs = 0
+    inversions: list[tuple[Entry, Entry]] = []
     singles = [e for e in ranked if e.feeds == 1]
     multis = [e for e in ranked if e.feeds >= 2]
     for s in singles:
@@ -114,7 +115,8 @@ def spread_inversions(ranked: Sequence[Entry], top: int) -> tuple[int, int]:
             if s.articles != m.articles or min(s.rank, m.rank) > top:
                 continue
             pairs += 1
-            inversions += s.rank < m.rank
+            if s.rank < m.rank:
+                inversions.append((s, m))
     return pairs, inversions
 
 
@@ -153,8 +155,12 @@ def figures(
         if decided_by_spelling(head):
             spelling_days += 1
             flagged["by_spelling"].append(f"{ws} {head[0].term} / {head[1].term}")
-        p, i = spread_inversions(ranked, top)
-        pairs, inversions = pairs + p, inversions + i
+        p, inverted = spread_inversions(ranked, top)
+        pairs, inversions = pairs + p, inversions + len(inverted)
+        flagged["inversions"] += [
+            f"{ws} {s.term} (#{s.rank}, {s.articles} in 1 feed, {s.score}) above {m.term} "
+            f"(#{m.rank}, {m.articles} in {m.feeds}, {m.score})" for s, m in inverted
+        ]
     return {
         "days": days,
         "entries": entries,

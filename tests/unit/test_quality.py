@@ -61,11 +61,11 @@ def test_spelling_decides_only_when_score_feeds_and_articles_tie() -> None:
 
 def test_spread_inversions_count_single_feed_bursts_above_stories() -> None:
     ranked = [e(1, "burst", 3.0, 4, 1), e(2, "story", 2.9, 4, 3), e(3, "other", 1.0, 5, 2)]
-    assert spread_inversions(ranked, top=10) == (1, 1)
-    assert spread_inversions(list(reversed(ranked)), top=10) == (1, 1)  # order of input does not matter
+    assert spread_inversions(ranked, top=10) == (1, [(ranked[0], ranked[1])])
+    assert spread_inversions(list(reversed(ranked)), top=10) == (1, [(ranked[0], ranked[1])])  # input order
     fixed = [e(1, "story", 3.0, 4, 3), e(2, "burst", 2.9, 4, 1)]
-    assert spread_inversions(fixed, top=10) == (1, 0)
-    assert spread_inversions([e(11, "x", 1, 4, 1), e(12, "y", 1, 4, 2)], top=10) == (0, 0)
+    assert spread_inversions(fixed, top=10) == (1, [])
+    assert spread_inversions([e(11, "x", 1, 4, 1), e(12, "y", 1, 4, 2)], top=10) == (0, [])
 
 
 def test_figures_over_two_days() -> None:
