@@ -67,12 +67,16 @@ def snapshot_days(feeds_dir: Path) -> tuple[list[str], list[str]]:
     return outlets, days
 
 
-def replay(config: Config, feeds_dir: Path, outlets: list[str], days: list[str], serve_dir: Path):
+def replay(config: Config, feeds_dir: Path, outlets: list[str], days: list[str], serve_dir: Path, port: int):
     """Each day in order: its snapshots behind the outlets' URLs, one ingest poll.  Returns (last poll time, the
     open Kafka sink, for the sentinel)."""
     state = load_state(None)  # in memory: one replay, one run
     sink = open_kafka_sink(config, client_id="feedtrends-quality")
-    server = FeedServer(str(serve_dir)).start()
+    try:
+        server = FeedServer(str(serve_dir), port=port).start()
+    except OSError as exc:
+        sink.close()
+        raise SystemExit(f"quality: cannot serve the feeds on 127.0.0.1:{port} ({exc}); pass --feed-port") from None
     now_ms = 0
     try:
         specs = [FeedSpec(server.url_for(f"{o}.xml"), name=o) for o in outlets]
@@ -142,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-of-orderness", default="10d", help="watermark bound (default 10d: snapshots list old news)")
     p.add_argument("--lateness", default="5d", help="allowed lateness (default 5d)")
     p.add_argument("--timeout", type=float, default=1800, help="limit for the job's output, seconds (default 1800)")
+    # The feed URLs are part of the data (the `feed:` terms, the ids of entries without a link), so a
+    # fixed port makes two runs on the same set give the same rows.
+    p.add_argument("--feed-port", type=int, default=38715, help="loopback port of the feed server (default 38715)")
     p.add_argument("--label", default="", help="a name for the results file, e.g. before / after")
     args = p.parse_args(argv)
     feeds_dir = args.data / "feeds"
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_topics(config)
         serve_dir = state_dir / "serve"
         serve_dir.mkdir()
-        last_poll, sink = replay(config, feeds_dir, outlets, days, serve_dir)
+        last_poll, sink = replay(config, feeds_dir, outlets, days, serve_dir, args.feed_port)
         try:
             sentinel_at = window_start(last_poll, DAY_MS) + config.out_of_orderness_ms + config.allowed_lateness_ms \
                 + 3 * DAY_MS
