@@ -11,7 +11,7 @@ VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/jars/.resolved
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help install jars schemas browser up down status demo test test-unit test-integration test-e2e test-faults bench bench-soak clean
+.PHONY: help install jars schemas browser up down status demo test test-unit test-integration test-e2e test-faults bench bench-soak quality clean
 
 help:
 	@echo "make demo | test | up | down | status | test-unit | test-integration | test-e2e | schemas | clean"
@@ -124,3 +124,10 @@ bench-soak: install
 
 clean: down
 	rm -rf $(VENV) .cache .state .pytest_cache .hypothesis
+
+# Trend quality on real news: replays ../shared/realnews-dev (not in the repo) through a
+# private stack and the trends job, prints per-day top 10s and the figures of
+# udfs/quality.py; JSON to bench/results/.  Not part of `make test`.
+QUALITY_ARGS ?=
+quality: install
+	$(BIN)/python -m bench.quality $(QUALITY_ARGS)

@@ -32,7 +32,8 @@ from typing import Any, Literal
 
 from udfs.dedup import dedup_step
 from udfs.terms import DEFAULT_MAX_TERMS, article_terms
-from udfs.trend import rank_window, term_candidate
+from udfs.buckets import bucket_key
+from udfs.trend import long_run_mean, long_run_windows, rank_window, term_candidate
 from udfs.trend_row import TrendRow
 from udfs.validate import Article, Rejection, parse_event
 from udfs.windows import NO_WATERMARK, TermWindow, add_article, classify_lateness, window_end, window_start
@@ -55,6 +56,8 @@ class TrendParams:
     # "partition": each Kafka partition has its own watermark (what the job uses to
     # decide lateness); "global": one watermark over the merged order.
     watermark_scope: Literal["global", "partition"] = "global"
+    # The job's term buckets: a term's long run spans the windows in which its bucket counted anything.
+    term_buckets: int = 4
 
 
 @dataclass
@@ -129,10 +132,16 @@ def final_rows(articles: Iterable[Article], params: TrendParams) -> dict[str, tu
                 published_at=article.published_at,
                 k=params.k,
             )
+    bucket_windows: dict[int, set[int]] = defaultdict(set)
+    for term, per_window in counts.items():
+        bucket_windows[bucket_key(term, params.term_buckets)].update(per_window)
     by_window: dict[int, dict[str, Any]] = defaultdict(dict)
     for term, per_window in counts.items():
+        data_windows = bucket_windows[bucket_key(term, params.term_buckets)]
         for ws in per_window:
-            by_window[ws][term] = term_candidate(per_window, ws, params.size_ms, params.n)
+            long_run = long_run_windows(data_windows, ws, params.size_ms, params.lateness_ms)
+            longrun = long_run_mean(lambda w: per_window[w].articles if w in per_window else 0, long_run)
+            by_window[ws][term] = term_candidate(per_window, ws, params.size_ms, params.n, longrun)
     rows: dict[str, tuple[Any, ...]] = {}
     for ws, candidates in by_window.items():
         ranked = rank_window(candidates, params.min_support)

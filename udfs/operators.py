@@ -31,7 +31,15 @@ from typing import Literal
 from udfs.dead_letter import dlq_record, late_record
 from udfs.dedup import dedup_step
 from udfs.terms import article_terms
-from udfs.trend import Candidate, revise, rows_to_refresh, term_candidate
+from udfs.trend import (
+    LONG_RUN_WINDOWS,
+    Candidate,
+    long_run_mean,
+    long_run_windows,
+    revise,
+    rows_to_refresh,
+    term_candidate,
+)
 from udfs.trend_row import TrendRow
 from udfs.validate import Article, Rejection, parse_event
 from udfs.windows import (
@@ -166,6 +174,15 @@ def parse_state_key(key: str) -> tuple[int, str]:
     return int(ws), term
 
 
+# A term's article count in an expired window, kept for its long run (udfs/trend.py), is
+# kept in the same map state as the windows' counts, under "a<window_start> <term>".
+ARCHIVE_PREFIX = "a"
+
+
+def archive_key(ws: int, term: str) -> str:
+    return ARCHIVE_PREFIX + state_key(ws, term)
+
+
 @dataclass
 class Step:
     """What one call of a step asks the operator shell to do."""
@@ -198,6 +215,15 @@ class BucketWindows:
     has not fired yet, and firing it later must still see the counts its later
     windows' baselines were computed from) or behind it (a bad record's timestamp
     moved Flink's watermark on); either would leave a row out of date.
+
+    The long run of a window (udfs/trend.py) spans the bucket's last LONG_RUN_WINDOWS
+    windows with data that ended at least max(one window, the lateness) before it.
+    Those can no longer change when it fires, so late data never changes a long run
+    already emitted.  A window's counts are deleted at its expiry; its terms' article
+    counts (one int each) move to the archive, which keeps the bucket's last
+    LONG_RUN_WINDOWS expired windows with data (every window still held is later than
+    all of them, so no long run still to be computed needs an older one) and is
+    dropped at the end of input.  State: at most LONG_RUN_WINDOWS ints per term.
     """
 
     def __init__(self, size_ms: int, lateness_ms: int, n: int, k: int) -> None:
@@ -207,15 +233,39 @@ class BucketWindows:
         self.fire_timers: set[int] = set()
         self.expiry_timers: set[int] = set()
         self.timer_watermark = NO_WATERMARK
+        self.archive: dict[str, dict[int, int]] = {}  # term -> expired window_start -> articles
+        self.archive_by_window: dict[int, set[str]] = {}  # expired window_start -> terms in the archive
 
     def load(self, items: Iterable[tuple[str, object]], timer_watermark: int | None = None) -> BucketWindows:
         """Rebuild from the state's (state_key, TermWindow.to_state()) entries and its timer watermark."""
         if timer_watermark is not None:
             self.timer_watermark = timer_watermark
         for key, agg_state in items:
+            if key.startswith(ARCHIVE_PREFIX):
+                ws, term = parse_state_key(key[len(ARCHIVE_PREFIX):])
+                self._archive(ws, term, int(agg_state))
+                continue
             ws, term = parse_state_key(key)
             self._put(ws, term, TermWindow.from_state(agg_state))
         return self
+
+    def _archive(self, ws: int, term: str, articles: int) -> None:
+        self.archive.setdefault(term, {})[ws] = articles
+        self.archive_by_window.setdefault(ws, set()).add(term)
+
+    def _long_run(self, ws: int) -> list[int]:
+        """The windows window `ws`'s long run spans (udfs.trend.long_run_windows)."""
+        return long_run_windows(self.by_window.keys() | self.archive_by_window.keys(), ws, self.size_ms, self.lateness_ms)
+
+    def _candidate(self, term: str, ws: int, long_run: list[int]) -> Candidate:
+        history = self.by_term[term]
+        archived = self.archive.get(term, {})
+
+        def articles(w: int) -> int:
+            held = history.get(w)
+            return held.articles if held is not None else archived.get(w, 0)
+
+        return term_candidate(history, ws, self.size_ms, self.n, long_run_mean(articles, long_run))
 
     def _put(self, ws: int, term: str, agg: TermWindow) -> None:
         self.by_term.setdefault(term, {})[ws] = agg
@@ -265,10 +315,12 @@ class BucketWindows:
         if ws > fired_upto:
             return step
         refreshed: dict[int, list[tuple[str, Candidate]]] = {}
+        long_runs: dict[int, list[int]] = {}
         for term in terms:
-            history = self.by_term[term]
-            for w in rows_to_refresh(history, ws, fired_upto, self.size_ms, self.n):
-                refreshed.setdefault(w, []).append((term, term_candidate(history, w, self.size_ms, self.n)))
+            for w in rows_to_refresh(self.by_term[term], ws, fired_upto, self.size_ms, self.n):
+                if w not in long_runs:
+                    long_runs[w] = self._long_run(w)
+                refreshed.setdefault(w, []).append((term, self._candidate(term, w, long_runs[w])))
         step.out = [(w, tuple(refreshed[w])) for w in sorted(refreshed)]
         return step
 
@@ -278,19 +330,30 @@ class BucketWindows:
         step = Step(watermark=self.timer_watermark)
         for ws in sorted(self.by_window):
             if fire_time(ws, self.size_ms) == timestamp:
+                long_run = self._long_run(ws)
                 step.out.append((ws, tuple(
-                    (term, term_candidate(self.by_term[term], ws, self.size_ms, self.n))
-                    for term in sorted(self.by_window[ws])
+                    (term, self._candidate(term, ws, long_run)) for term in sorted(self.by_window[ws])
                 )))
-        for ws in [w for w in self.by_window if expiry_time(w, self.size_ms, self.lateness_ms, self.n) <= timestamp]:
+        for ws in sorted(w for w in self.by_window if expiry_time(w, self.size_ms, self.lateness_ms, self.n) <= timestamp):
             for term in self.by_window.pop(ws):
                 step.removes.append(state_key(ws, term))
                 history = self.by_term[term]
-                del history[ws]
+                self._archive(ws, term, history.pop(ws).articles)
+                step.puts[archive_key(ws, term)] = self.archive[term][ws]
                 if not history:
                     del self.by_term[term]
             self.fire_timers.discard(ws)
             self.expiry_timers.discard(ws)
+        # Only the last LONG_RUN_WINDOWS expired windows can still be in a long run; none after the input's end.
+        keep = 0 if timestamp >= MAX_WATERMARK else LONG_RUN_WINDOWS
+        for ws in sorted(self.archive_by_window)[: max(0, len(self.archive_by_window) - keep)]:
+            for term in self.archive_by_window.pop(ws):
+                step.puts.pop(archive_key(ws, term), None)
+                step.removes.append(archive_key(ws, term))
+                archived = self.archive[term]
+                del archived[ws]
+                if not archived:
+                    del self.archive[term]
         return step
 
     def size(self) -> int:

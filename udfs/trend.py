@@ -1,21 +1,32 @@
 """Trend scoring, ranking, stories and revisions.
 
-Score.  For a (window, term) with `articles` from `feeds` distinct feeds and a
-baseline b = the mean of the term's article counts over its previous n windows
-(missing windows count 0):
+Score.  For a (window, term) with `articles` from `feeds` distinct feeds, two
+expectations of its count:
+
+    recent    b = the mean of the term's article counts over its previous n windows
+              (missing windows count 0), times volume = the window's articles over the
+              mean of its previous n windows' (a busy window lifts every count), in
+              VOLUME_RANGE
+    long run  r = the mean of the term's article counts over the last LONG_RUN_WINDOWS
+              windows that had data (any term of its bucket counted in them; a window
+              of no data, a gap in the stream, is skipped, not counted as 0) among those
+              that cannot change any more when this window fires (ending at least
+              max(one window, the lateness) before it), times long_volume = the
+              window's articles over the same mean for its feeds, in LONG_VOLUME_RANGE
 
     spread   = sqrt(articles * feeds)          a story several outlets carry weighs
                                                more than one outlet's burst of it
-    expected = b * volume                      volume: the window's articles over the
-                                               mean of its previous windows' (a busy
-                                               window lifts every count), in [0.5, 2]
+    expected = max(b * volume, r * long_volume)
     score    = (spread - expected) / sqrt(expected + 1)
 
 Counts of independent articles are roughly Poisson, whose standard deviation is
 sqrt(mean), so (x - b) / sqrt(b) is a z-score: "how many standard deviations above
-normal".  The +1 smooths it: a brand-new term (b = 0) scores its spread rather than
-infinity.  Scores and baselines are rounded to 6 decimals so JSON round trips and
-the batch oracle compare equal.
+normal".  The +1 smooths it: a brand-new term (no history) scores its spread rather
+than infinity.  The long run is what makes an everyday word (`new`, `despite`, a
+language's particles) need far more than a few articles to trend: it is expected
+every day, even when the recent baseline is empty.  Scores, baselines and long-run
+means are rounded to 6 decimals so JSON round trips and the batch oracle compare
+equal.
 
 Rank.  Within one window, among terms with articles >= min_support that are not
 `feed:` pseudo-terms and not boilerplate: score desc, then feeds desc, then
@@ -24,7 +35,8 @@ articles desc, then first appearance (earliest published_at), then the term.
 Boilerplate.  A feed's standing vocabulary (a tag or word it puts on most of its
 articles, now and over the baseline: `tag:home`, `tag:news`) is counted but never
 ranked: a term is boilerplate when most of its articles come from feeds for which
-it is standing vocabulary.
+it is standing vocabulary ("over the baseline": its usual count, the larger of b and r,
+is at least half the feed's).
 
 Stories.  Among the top STORY_DEPTH ranked terms, terms whose article sets nearly
 coincide (Jaccard >= STORY_OVERLAP, from the sketches) are one story: it takes one
@@ -45,7 +57,7 @@ Two keyed operators use these functions:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from udfs.terms import FEED_PREFIX, is_rankable
@@ -64,6 +76,10 @@ STORY_OVERLAP = 0.5
 STANDING_SHARE = 0.5
 MIN_FEED_ARTICLES = 3
 VOLUME_RANGE = (0.5, 2.0)
+# The long run: how many windows with data it spans, and the clip of its volume ratio
+# (wider: windows with only a few old articles count as windows with data too).
+LONG_RUN_WINDOWS = 30
+LONG_VOLUME_RANGE = (0.25, 4.0)
 
 
 class Candidate(NamedTuple):
@@ -76,20 +92,41 @@ class Candidate(NamedTuple):
     feed_counts: tuple[tuple[str, int], ...]  # (feed_url, articles), sorted
     sketch: tuple[int, ...]  # udfs.windows.TermWindow.sketch
     first_seen: int  # earliest published_at counted
+    longrun: float = 0.0  # r: mean articles per window with data over the long run (long_run_mean)
 
 
-def score(articles: int, baseline: float, feeds: int | None = None, volume: float = 1.0) -> float:
+def score(
+    articles: int, baseline: float, feeds: int | None = None, volume: float = 1.0,
+    longrun: float = 0.0, long_volume: float = 1.0,
+) -> float:
     """The trend score (see the module docstring), rounded to 6 decimals.
 
     `feeds` None counts every article as its own feed (spread = articles)."""
     spread = float(articles) if feeds is None else math.sqrt(articles * feeds)
-    expected = baseline * volume
+    expected = max(baseline * volume, longrun * long_volume)
     # "+ 0.0" turns a rounded -0.0 into 0.0 so equal rows serialize equally.
     return round((spread - expected) / math.sqrt(expected + 1.0), DECIMALS) + 0.0
 
 
-def term_candidate(counts: Mapping[int, TermWindow], window_start: int, size_ms: int, n: int) -> Candidate:
-    """The row values of one term in one window, from that term's per-window counts."""
+def long_run_windows(data_windows: Iterable[int], window_start: int, size_ms: int, lateness_ms: int) -> list[int]:
+    """The windows the long run of `window_start` spans: the last LONG_RUN_WINDOWS of `data_windows`
+    (windows in which the term's bucket counted anything) that end at least max(one window, the
+    lateness) before it, so that no accepted event can change them any more once it fires.  Ascending."""
+    last = window_start - max(size_ms, lateness_ms)
+    return sorted(w for w in data_windows if w <= last)[-LONG_RUN_WINDOWS:]
+
+
+def long_run_mean(counts: Callable[[int], int], windows: Sequence[int]) -> float:
+    """The term's mean articles over `windows` (long_run_windows), 0 without any; `counts(w)` is 0 where absent."""
+    if not windows:
+        return 0.0
+    return round(sum(counts(w) for w in windows) / len(windows), DECIMALS)
+
+
+def term_candidate(
+    counts: Mapping[int, TermWindow], window_start: int, size_ms: int, n: int, longrun: float = 0.0,
+) -> Candidate:
+    """The row values of one term in one window, from that term's per-window counts and its long-run mean."""
     agg = counts[window_start]
     if n > 0:
         total = 0
@@ -102,6 +139,7 @@ def term_candidate(counts: Mapping[int, TermWindow], window_start: int, size_ms:
         base = 0.0
     return Candidate(
         agg.articles, len(agg.feed_counts), base, agg.examples, agg.feed_counts, agg.sketch, agg.first_seen,
+        longrun,
     )
 
 
@@ -131,16 +169,17 @@ class Ranked(NamedTuple):
     aliases: tuple[str, ...]
 
 
-def window_volume(candidates: Mapping[str, Candidate]) -> float:
-    """The window's articles over its baseline's mean, clipped to VOLUME_RANGE (1 without history).
+def window_volume(candidates: Mapping[str, Candidate], long_run: bool = False) -> float:
+    """The window's articles over its baseline's mean (clipped to VOLUME_RANGE), or with `long_run` over
+    its long-run mean (clipped to LONG_VOLUME_RANGE); 1 without history.
 
     Every article counts its feed's `feed:` term once, so those terms' articles and
     baselines add up to the window's volume and its usual volume."""
     now = sum(c.articles for t, c in candidates.items() if not is_rankable(t))
-    usual = sum(c.baseline for t, c in candidates.items() if not is_rankable(t))
+    usual = sum(c.longrun if long_run else c.baseline for t, c in candidates.items() if not is_rankable(t))
     if usual <= 0 or now <= 0:
         return 1.0
-    low, high = VOLUME_RANGE
+    low, high = LONG_VOLUME_RANGE if long_run else VOLUME_RANGE
     return min(max(now / usual, low), high)
 
 
@@ -149,9 +188,10 @@ def is_boilerplate(candidate: Candidate, feed_terms: Mapping[str, Candidate]) ->
     standing = 0
     for feed, n in candidate.feed_counts:
         feed_c = feed_terms.get(feed)
-        if feed_c is None or feed_c.articles < MIN_FEED_ARTICLES or feed_c.baseline <= 0:
+        feed_usual = max(feed_c.baseline, feed_c.longrun) if feed_c is not None else 0.0
+        if feed_c is None or feed_c.articles < MIN_FEED_ARTICLES or feed_usual <= 0:
             continue
-        if n >= STANDING_SHARE * feed_c.articles and candidate.baseline >= STANDING_SHARE * feed_c.baseline:
+        if n >= STANDING_SHARE * feed_c.articles and max(candidate.baseline, candidate.longrun) >= STANDING_SHARE * feed_usual:
             standing += n
     return standing * 2 > candidate.articles
 
@@ -162,9 +202,9 @@ def _words(term: str) -> int:
 
 def rank_window(candidates: Mapping[str, Candidate], min_support: int) -> dict[str, Ranked]:
     """Every term of one window -> its score, rank (None: not ranked) and aliases."""
-    volume = window_volume(candidates)
+    volume, long_volume = window_volume(candidates), window_volume(candidates, long_run=True)
     feed_terms = {t[len(FEED_PREFIX):]: c for t, c in candidates.items() if t.startswith(FEED_PREFIX)}
-    scores = {t: score(c.articles, c.baseline, c.feeds, volume) for t, c in candidates.items()}
+    scores = {t: score(c.articles, c.baseline, c.feeds, volume, c.longrun, long_volume) for t, c in candidates.items()}
     eligible = [
         t for t, c in candidates.items()
         if c.articles >= min_support and is_rankable(t) and not is_boilerplate(c, feed_terms)

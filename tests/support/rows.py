@@ -63,4 +63,5 @@ def oracle_params(config: Config) -> TrendParams:
         k=config.examples,
         watermark_source="valid_events",
         watermark_scope="partition",
+        term_buckets=config.term_buckets,
     )

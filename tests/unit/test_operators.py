@@ -198,3 +198,28 @@ def test_a_counted_window_fires_with_its_timer_and_articles_after_it_revise_it()
     # An article for the fired window, within the lateness, revises it at once.
     late = add(bucket, ws, ("storm",), article_id="url:c")
     assert [(w, [(t, c.articles, c.feeds) for t, c in cands]) for w, cands in late.out] == [(ws, [("storm", 3, 3)])]
+
+
+def test_expired_counts_stay_in_the_long_run_across_gaps_and_restores() -> None:
+    from udfs.operators import archive_key
+
+    D = 24 * H
+    bucket = BucketWindows(D, 0, 1, 2)
+    puts: dict = {}
+    # "despite" on days 0 and 100 (a gap of 99 days without data), then day 200.
+    for ws, article_id in ((0, "url:a"), (100 * D, "url:b"), (200 * D, "url:c")):
+        puts.update(add(bucket, ws, ("despite",), article_id).puts)
+    removed: list = []
+    for ts in sorted({fire_time(w, D) for w in (0, 100 * D, 200 * D)} | {expiry_time(w, D, 0, 1) for w in (0, 100 * D)}):
+        step = bucket.on_timer(ts)
+        puts.update(step.puts)
+        removed += step.removes
+        for ws, cands in step.out:
+            if ws == 200 * D:
+                assert cands[0][1].longrun == 1.0 and cands[0][1].baseline == 0.0  # two windows with data, 1 each
+    assert archive_key(0, "despite") in puts and state_key(0, "despite") in removed
+    restored = BucketWindows(D, 0, 1, 2).load({k: v for k, v in puts.items() if k not in removed}.items())
+    assert restored.archive == bucket.archive == {"despite": {0: 1, 100 * D: 1}}
+    # The end of input drops the archive too.
+    end = bucket.on_timer(2**63 - 1)
+    assert archive_key(0, "despite") in end.removes and bucket.archive == {} and bucket.archive_by_window == {}

@@ -79,6 +79,7 @@ def assert_ranks_are_permutations(rows: dict[str, tuple[Any, ...]]) -> None:
 
 
 def check_sim_equals_oracle(records: list[Record], params: TrendParams, buckets: int = 4) -> StreamingSim:
+    params = TrendParams(**{**params.__dict__, "term_buckets": buckets})
     oracle = run_oracle(records, params)
     sim = StreamingSim(params, buckets=buckets).run(records)
     assert sim.dlq == oracle.dlq

@@ -8,9 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from udfs.trend import (
+    LONG_RUN_WINDOWS,
     STORY_DEPTH,
     Candidate,
     is_boilerplate,
+    long_run_mean,
+    long_run_windows,
     rank_window,
     revise,
     rows_to_refresh,
@@ -218,3 +221,71 @@ def test_revise_does_not_mutate_previous() -> None:
     snapshot = dict(state)
     revise(state, {"a": cand(2)}, 1, 0, H, 0)
     assert state == snapshot
+
+
+# -- the long run ------------------------------------------------------------------------------
+
+D = 24 * H
+
+
+@pytest.mark.parametrize(
+    ("data_windows", "window", "lateness", "expected"),
+    [
+        ([], 10 * D, D, []),
+        # Gaps are skipped, not counted: the last windows with data, however far back.
+        ([0, 100 * D, 200 * D], 300 * D, D, [0, 100 * D, 200 * D]),
+        # Never the window itself, nor one that can still change when it fires.
+        ([8 * D, 9 * D, 10 * D], 10 * D, D, [8 * D, 9 * D]),
+        ([8 * D, 9 * D, 10 * D], 10 * D, 2 * D, [8 * D]),
+        ([8 * D, 9 * D, 10 * D], 10 * D, 0, [8 * D, 9 * D]),
+        (list(range(0, 100 * D, D)), 100 * D, D, list(range(70 * D, 100 * D, D))),  # at most LONG_RUN_WINDOWS
+    ],
+)
+def test_long_run_windows(data_windows: list[int], window: int, lateness: int, expected: list[int]) -> None:
+    assert long_run_windows(set(data_windows), window, D, lateness) == expected
+    assert len(expected) <= LONG_RUN_WINDOWS
+
+
+def test_long_run_mean_counts_absent_windows_as_zero() -> None:
+    counts = {0: 3, 2 * D: 1}
+    assert long_run_mean(lambda w: counts.get(w, 0), [0, D, 2 * D]) == round(4 / 3, 6)
+    assert long_run_mean(lambda w: 9, []) == 0.0
+
+
+def test_an_everyday_word_needs_far_more_than_small_counts() -> None:
+    # "despite" is in about 3 articles of every day with data; "pope" never was.  The same
+    # five articles from five outlets: the new term trends, the everyday word does not.
+    c = {
+        "feed:x": cand(50, feeds={"x": 50}, ids=range(100, 150))._replace(longrun=50.0),
+        "despite": cand(5, ids=range(0, 5))._replace(longrun=3.0),
+        "pope": cand(5, ids=range(10, 15)),
+    }
+    ranked = rank_window(c, min_support=2)
+    assert ranked["pope"].rank == 1 and ranked["despite"].rank == 2
+    assert ranked["pope"].score == round(5.0, 6)
+    assert ranked["despite"].score == round((5 - 3) / math.sqrt(4), 6)
+    # A day twice as busy as the long run expects twice the everyday word.
+    busy = {**c, "feed:x": c["feed:x"]._replace(articles=100)}
+    assert rank_window(busy, min_support=2)["despite"].score == round((5 - 6) / math.sqrt(7), 6)
+    # The recent baseline still counts when it is the larger expectation.
+    assert score(5, 4.0, 5, longrun=1.0) == score(5, 4.0, 5) < score(5, 0.0, 5, longrun=1.0)
+
+
+def test_a_story_of_several_outlets_ranks_above_one_outlets_burst_of_the_same_size() -> None:
+    c = {
+        "burst": cand(6, feeds={"f": 6}, ids=range(0, 6)),
+        "story": cand(6, feeds={"a": 2, "b": 2, "c": 2}, ids=range(10, 16)),
+    }
+    ranked = rank_window(c, min_support=2)
+    assert ranked["story"].rank == 1 and ranked["burst"].rank == 2
+
+
+def test_standing_vocabulary_is_found_over_the_long_run_when_the_baseline_is_empty() -> None:
+    # After a gap the 6-window baseline is empty; tag:home is still on all of h's articles in the long run.
+    c = {
+        "feed:h": cand(8, feeds={"h": 8}, ids=range(0, 8))._replace(longrun=7.0),
+        "tag:home": cand(8, feeds={"h": 8}, ids=range(0, 8))._replace(longrun=7.0),
+        "storm": cand(4, feeds={"h": 4}, ids=range(0, 4)),
+    }
+    ranked = rank_window(c, min_support=2)
+    assert ranked["tag:home"].rank is None and ranked["storm"].rank == 1
