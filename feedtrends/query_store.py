@@ -31,6 +31,14 @@ def require_dir(parquet_dir: Path) -> Path:
     return parquet_dir
 
 
+def part_files(parquet_dir: Path) -> list[Path]:
+    """The committed part files of an output dir, sorted; [] if it is missing (in-progress files start with '.')."""
+    parquet_dir = Path(parquet_dir)
+    if not parquet_dir.is_dir():
+        return []
+    return sorted(p for p in parquet_dir.rglob("part-*") if p.is_file())
+
+
 def read_parquet_rows(parquet_dir: Path) -> list[dict[str, Any]]:
     """Every committed row (all revisions) of a Parquet output dir.
 

@@ -41,6 +41,7 @@ from typing import Any, Callable
 from core.config import Config
 from feedtrends.query import BackendUnavailable, NothingFound, QueryError, QueryInputError, render
 from feedtrends.query_cli import Question, answer, current_output, current_rows
+from feedtrends.query_store import part_files
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_HOST = "127.0.0.1"
@@ -61,7 +62,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
 def committed_parts(parquet_dir: Path) -> list[tuple[str, int, int]]:
     """(relative path, size, mtime ns) of each committed part file; [] if the dir is missing."""
     out = []
-    for path in sorted(Path(parquet_dir).rglob("part-*")) if Path(parquet_dir).is_dir() else ():
+    for path in part_files(parquet_dir):
         try:
             st = path.stat()
         except OSError:  # renamed or removed while listing

@@ -43,9 +43,9 @@ QUALIFY row_number() OVER (PARTITION BY window_start, term ORDER BY revision DES
 
 def part_files(parquet_dir: Path) -> list[Path]:
     """The committed part files of an output dir (a missing dir is BackendUnavailable)."""
-    from feedtrends.query_store import require_dir
+    from feedtrends import query_store
 
-    return sorted(p for p in require_dir(parquet_dir).rglob("part-*") if p.is_file())
+    return query_store.part_files(query_store.require_dir(parquet_dir))
 
 
 def _empty_revisions_sql() -> str:
