@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all("error" not in report["systems"].get(s, {}) for s in systems) else 1
 
 
+THREADS_SHOWN = 8
+
+
 def _print_summary(report: dict, systems: list[str]) -> None:
     for name in SYSTEMS:
         if name not in systems:
@@ -209,6 +212,12 @@ def _print_summary(report: dict, systems: list[str]) -> None:
     if "feedtrends" in systems and ft.get("events") and "cpu_s" in ft:
         # TaskManagers + JobManager, from their /proc times; the broker is measured apart.
         print(f"feedtrends cpu: {1000 * ft['cpu_s'] / ft['events']:.3f} ms/event")
+        # Where it goes: the busiest threads (a task thread runs its chain's JVM and Python work).
+        threads = list(ft.get("thread_cpu_s", {}).items())[:THREADS_SHOWN]
+        if threads:
+            print("feedtrends cpu by thread (ms/event): " + ", ".join(
+                f"{name} {1000 * cpu / ft['events']:.3f}" for name, cpu in threads
+            ))
     live = report.get("live")
     if live and "error" not in live:
         print(

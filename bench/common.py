@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -19,6 +21,57 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     # After "pid (comm)": state is field 3, utime field 14, stime field 15.
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _thread_times(pids: Iterable[int]) -> dict[tuple[int, int], tuple[str, float]]:
+    """(pid, tid) -> (thread name, utime + stime in seconds) of every live thread of `pids`."""
+    out: dict[tuple[int, int], tuple[str, float]] = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    name = f.read().strip()
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended between listing and reading
+                continue
+            out[(pid, int(tid))] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return out
+
+
+def thread_group(name: str) -> str:
+    """A thread's name with its numbers as N: "rank -> *anonym" stays, "pool-3-thread-1" is "pool-N-thread-N"."""
+    return re.sub(r"\d+", "N", name)
+
+
+@dataclass
+class ThreadCpu:
+    """CPU per thread name between start() and by_name(): which task chain of the job burns the cores.
+
+    Flink names each task thread after its operator chain, and in thread mode a chain's
+    Python runs on that thread too, so a task thread's time is the chain's JVM and
+    Python work together.  Linux keeps the first 15 bytes of a name; digits become N,
+    so the subtasks of one chain (and the threads of one pool) add up under one name.
+    A thread that ended before by_name() is not counted.
+    """
+
+    pids: tuple[int, ...]
+    before: dict[tuple[int, int], tuple[str, float]] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.before = _thread_times(self.pids)
+
+    def by_name(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for key, (name, cpu) in _thread_times(self.pids).items():
+            spent = cpu - self.before.get(key, (name, 0.0))[1]
+            group = thread_group(name)
+            totals[group] = totals.get(group, 0.0) + spent
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
 def rss_bytes(pid: int) -> int:

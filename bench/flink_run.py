@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from bench.common import Stopwatch, load_average
+from bench.common import Stopwatch, ThreadCpu, load_average
 from connectors import flink_cluster, flink_rest, stack
 from feedtrends import operations
 from core.config import Config
@@ -104,8 +104,10 @@ def measure_rebuild(
     log(f"  job {job_id} running; load {load_average()}")
     watch = Stopwatch(flink_pids)
     broker = Stopwatch((pids["kafka"],))
+    threads = ThreadCpu(flink_pids)
     watch.start()
     broker.start()
+    threads.start()
     deadline = time.monotonic() + timeout_s
     samples: dict[str, list[dict[str, float]]] = {}
     profiler = None
@@ -148,6 +150,7 @@ def measure_rebuild(
             time.sleep(0.5)
         cpu = watch.cpu()
         broker_cpu = broker.cpu()
+        thread_cpu = threads.by_name()
         t_end = last["completed_at"] / 1000
         seconds = t_end - watch.t0
         events = sum(targets.values())
@@ -182,6 +185,7 @@ def measure_rebuild(
         "events_per_s": events / seconds,
         "cpu_s": cpu,
         "broker_cpu_s": broker_cpu,
+        "thread_cpu_s": thread_cpu,
         "checkpoints_completed": counts.get("completed"),
         "checkpoints_failed": counts.get("failed"),
         "checkpoint_duration_ms_median": statistics.median(durations) if durations else None,
