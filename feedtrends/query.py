@@ -112,16 +112,20 @@ def utc_iso(epoch_ms: int) -> str:
 ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrendRow))
 
 
+_ADDED_LATER = ("aliases", "links")
+
+
 def output_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Just the output row's fields, in order, with plain Python types.
 
     Drops extras such as the `window_date` partition column; a missing field raises
     KeyError (the reader reports the source as unreadable).
     """
-    # Output written before the story rules has no `aliases` column: no aliases.
-    row = {name: raw[name] if name != "aliases" else raw.get(name) for name in ROW_FIELDS}
-    row["examples"] = list(row["examples"] or [])
-    row["aliases"] = list(row["aliases"] or [])
+    # Output written before the story rules has no `aliases` column, and output written
+    # before example links no `links` column: none of them.
+    row = {name: raw.get(name) if name in _ADDED_LATER else raw[name] for name in ROW_FIELDS}
+    for name in ("examples", *_ADDED_LATER):
+        row[name] = list(row[name] or [])
     return row
 
 

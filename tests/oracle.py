@@ -159,6 +159,7 @@ def final_rows(articles: Iterable[Article], params: TrendParams) -> dict[str, tu
                 emitted_at=0,
                 examples=c.examples,
                 aliases=ranked[term].aliases,
+                links=c.links,
             )
             rows[row.key()] = row.content()
     return rows

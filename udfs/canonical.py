@@ -133,3 +133,19 @@ def article_id(entry_url: str | None, guid: str | None, feed_url: str, title: st
 def event_id(feed_url: str, article_id: str) -> str:
     """sha256 hex of feed_url + "\\n" + article_id (schema v1): stable per (feed, article)."""
     return _sha256_hex(feed_url + "\n" + article_id)
+
+
+def article_link(the_article_id: str) -> str:
+    """The web address an article id names, or "" when it names none.
+
+    A `url:` id carries the article's canonical URL, the same page as the link
+    each feed served.  A `guid:` id is a link only when the guid is itself an
+    http(s) URL (RSS's isPermaLink guids); it is canonicalized so that only an
+    http(s) address ever comes out.  A `hash:` id has no address.
+    """
+    kind, _, value = the_article_id.partition(":")
+    if kind == "url":
+        return value
+    if kind == "guid":
+        return canonical_url(value) or ""
+    return ""

@@ -93,6 +93,7 @@ class Candidate(NamedTuple):
     sketch: tuple[int, ...]  # udfs.windows.TermWindow.sketch
     first_seen: int  # earliest published_at counted
     longrun: float = 0.0  # r: mean articles per window with data over the long run (long_run_mean)
+    links: tuple[str, ...] = ()  # each example's web address, "" where it has none (TermWindow.links)
 
 
 def score(
@@ -139,7 +140,7 @@ def term_candidate(
         base = 0.0
     return Candidate(
         agg.articles, len(agg.feed_counts), base, agg.examples, agg.feed_counts, agg.sketch, agg.first_seen,
-        longrun,
+        longrun, agg.links,
     )
 
 
@@ -270,6 +271,7 @@ def revise(
             emitted_at=emitted_at,
             examples=tuple(c.examples),
             aliases=r.aliases,
+            links=tuple(c.links),
         )
         if old is not None and old[0].content() == row.content():
             continue

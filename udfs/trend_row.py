@@ -49,6 +49,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("emitted_at", "int64"),  # epoch ms UTC; not part of a row's equality
     Column("examples", "list<string>"),
     Column("aliases", "list<string>"),  # the story's other terms, on its ranked row (udfs/trend.py)
+    Column("links", "list<string>"),  # each example's web address, "" where it has none (udfs.canonical.article_link)
     Column("window_date", "string", partition=True),  # "YYYY-MM-DD" of window_start, UTC
 )
 JSON_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if not c.partition)
@@ -73,6 +74,7 @@ class TrendRow:
     emitted_at: int
     examples: tuple[str, ...]
     aliases: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
 
     def __reduce__(self):
         # Kept in the ranker's state pickled: rebuilding from the fields is ~3x faster
@@ -96,6 +98,7 @@ class TrendRow:
             self.rank,
             self.examples,
             self.aliases,
+            self.links,
         )
 
     def column_values(self) -> tuple[Any, ...]:
@@ -109,7 +112,7 @@ class TrendRow:
     def _value(self, name: str) -> Any:
         if name == "window_date":
             return utc_date(self.window_start)
-        if name in ("examples", "aliases"):
+        if name in ("examples", "aliases", "links"):
             return list(getattr(self, name))
         return getattr(self, name)
 
@@ -133,6 +136,7 @@ class TrendRow:
             emitted_at=int(obj["emitted_at"]),
             examples=tuple(str(e) for e in obj["examples"]),
             aliases=tuple(str(a) for a in obj.get("aliases", ())),
+            links=tuple(str(u) for u in obj.get("links", ())),
         )
 
 

@@ -22,6 +22,8 @@ import heapq
 import zlib
 from dataclasses import dataclass
 
+from udfs.canonical import article_link
+
 # Flink's watermark before the first watermark arrives (Long.MIN_VALUE).
 NO_WATERMARK = -(2**63)
 # Flink's final watermark at the end of a bounded input (Long.MAX_VALUE).
@@ -122,6 +124,11 @@ class TermWindow:
     def examples(self) -> tuple[str, ...]:
         """Up to K example titles, earliest published first."""
         return tuple(title for _, _, title in self.best)
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        """Each example's web address (udfs.canonical.article_link), "" where it has none."""
+        return tuple(article_link(article_id) for _, article_id, _ in self.best)
 
     @property
     def first_seen(self) -> int:

@@ -65,6 +65,17 @@ function termCell(r) {
   return cell;
 }
 
+// The first example title, linking to its article when the row has the article's address.
+// Only http(s) addresses become links (the job writes no other kind; this keeps it so).
+function exampleCell(r) {
+  const title = r.examples[0] || "";
+  const link = (r.links || [])[0] || "";
+  const cell = el("td", { class: "example" });
+  if (title && /^https?:\/\//i.test(link)) cell.append(el("a", { href: link, rel: "noopener noreferrer" }, title));
+  else cell.append(title);
+  return cell;
+}
+
 function topTable(rows, charts) {
   const head = ["rank", "term", "score", "articles", "feeds", "example title"].concat(charts ? ["last windows"] : []);
   const table = el("table", { class: "top" },
@@ -74,7 +85,7 @@ function topTable(rows, charts) {
     const tr = el("tr", { "data-term": r.term },
       el("td", { class: "num" }, r.rank), termCell(r), el("td", { class: "num" }, score(r.score)),
       el("td", { class: "num" }, r.articles), el("td", { class: "num" }, r.feeds),
-      el("td", { class: "example" }, r.examples[0] || ""));
+      exampleCell(r));
     if (charts) tr.append(el("td", { class: "history" }, charts.get(r.term) || ""));
     tbody.append(tr);
   }

@@ -46,6 +46,9 @@ def test_the_fixture_is_real_job_output_with_stories() -> None:
     latest = oracle_latest(demo_parts()[0].parents[1]).to_pylist()
     assert len({r["window_start"] for r in latest}) >= 5
     assert any(r["aliases"] for r in latest)  # a story ranks once, with its other terms
+    # Each example has its article's address (every sample entry has an http(s) link).
+    assert all(len(r["links"]) == len(r["examples"]) > 0 for r in latest)
+    assert all(link.startswith("https://") for r in latest for link in r["links"])
 
 
 def _questions(config: Config) -> list[tuple[str, list[str]]]:

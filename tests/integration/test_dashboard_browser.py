@@ -87,6 +87,10 @@ def test_the_page_shows_top_terms_charts_health_and_search(browser, tmp_path: Pa
             "1", cells[1].text, f"{expected_top[0]['score']:.2f}", str(expected_top[0]["articles"]), str(expected_top[0]["feeds"])
         ]
         assert cells[1].text.startswith(expected_top[0]["term"]) and cells[5].text == expected_top[0]["examples"][0]
+        # The example title links to its article.
+        link = cells[5].find_element(By.TAG_NAME, "a")
+        assert expected_top[0]["links"][0].startswith("https://")
+        assert (link.text, link.get_dom_attribute("href")) == (expected_top[0]["examples"][0], expected_top[0]["links"][0])
 
         # A top term's chart: its articles in each of the last windows (0 where it has no row).
         term = expected_top[0]["term"]

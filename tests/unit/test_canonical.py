@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs.canonical import article_id, canonical_url, event_id
+from udfs.canonical import article_id, article_link, canonical_url, event_id
 from udfs.entries import normalize_entry
 
 
@@ -76,6 +76,20 @@ def test_article_id_falls_back_to_hash_of_feed_and_title() -> None:
     assert article_id(None, None, "https://feed", "Storm hits coast") == expected
     # whitespace in the title is formatting, not identity
     assert article_id(None, "  ", "https://feed", "  Storm   hits\ncoast ") == expected
+
+
+@pytest.mark.parametrize(
+    ("link", "guid", "expected"),
+    [
+        ("https://Example.com/a?utm_source=x&id=7#top", None, "https://example.com/a?id=7"),
+        (None, "http://example.com/story/1", "http://example.com/story/1"),
+        (None, "tag:example.com,2020:story-1", ""),  # a guid that is not a web address
+        (None, "javascript:alert(1)", ""),
+        (None, None, ""),  # only a title: the id is a hash
+    ],
+)
+def test_article_link_is_the_address_the_id_names(link: str | None, guid: str | None, expected: str) -> None:
+    assert article_link(article_id(link, guid, "https://feed.example/rss", "A title")) == expected
 
 
 def test_event_id_is_sha256_of_feed_and_article() -> None:

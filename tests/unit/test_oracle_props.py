@@ -70,7 +70,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 def assert_ranks_are_permutations(rows: dict[str, tuple[Any, ...]]) -> None:
     by_window: dict[int, list[int]] = defaultdict(list)
     for content in rows.values():
-        ws, _, term, *_rest, rank, _examples, _aliases = content
+        ws, _, term, *_rest, rank, _examples, _aliases, _links = content
         if rank is not None:
             assert not term.startswith("feed:")
             by_window[ws].append(rank)

@@ -52,6 +52,7 @@ def row(ws: int, term: str, *, articles: int = 1, rank: int | None = None, revis
         "emitted_at": 1_795_669_273_983 + revision,
         "examples": [f"{term} headline"],
         "aliases": [],
+        "links": [f"https://news.example/{term.replace(' ', '-')}"],
     }
     return {**base, **extra}
 

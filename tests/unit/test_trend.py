@@ -71,13 +71,17 @@ def test_score_has_no_negative_zero() -> None:
 
 def _tw(articles: int, feeds: tuple[str, ...] = ("f",), titles: tuple[str, ...] = ("t",)) -> TermWindow:
     counts = tuple((f, articles // len(feeds) + (i < articles % len(feeds))) for i, f in enumerate(feeds))
-    return TermWindow(articles, counts, tuple((i, f"id{i}", t) for i, t in enumerate(titles)), (1, 2))
+    return TermWindow(articles, counts, tuple((i, f"url:https://x.example/{t}", t) for i, t in enumerate(titles)), (1, 2))
 
 
 def test_term_candidate() -> None:
     counts = {0: _tw(2), -H: _tw(4), 3 * H: _tw(9), H: _tw(7, ("a", "b"), ("x", "y"))}
-    assert term_candidate(counts, H, H, 2) == Candidate(7, 2, 3.0, ("x", "y"), (("a", 4), ("b", 3)), (1, 2), 0)
-    assert term_candidate(counts, 3 * H, H, 2) == Candidate(9, 1, 3.5, ("t",), (("f", 9),), (1, 2), 0)
+    assert term_candidate(counts, H, H, 2) == Candidate(
+        7, 2, 3.0, ("x", "y"), (("a", 4), ("b", 3)), (1, 2), 0, links=("https://x.example/x", "https://x.example/y"),
+    )
+    assert term_candidate(counts, 3 * H, H, 2) == Candidate(
+        9, 1, 3.5, ("t",), (("f", 9),), (1, 2), 0, links=("https://x.example/t",),
+    )
 
 
 def cand(

@@ -20,6 +20,7 @@ ROW = TrendRow(
     revision=2,
     emitted_at=1_700_003_700_000,
     examples=("Quantum chips \u00e9", "Second"),
+    links=("https://example.com/q", ""),
 )
 
 
@@ -36,6 +37,7 @@ def test_key_and_content() -> None:
         1,
         ("Quantum chips \u00e9", "Second"),
         (),
+        ("https://example.com/q", ""),
     )
     other = TrendRow(**{**{f: getattr(ROW, f) for f in ROW.__slots__}, "revision": 9, "emitted_at": 0})
     assert other.content() == ROW.content() and other != ROW
@@ -50,6 +52,12 @@ def test_json_is_compact_sorted_and_round_trips() -> None:
     assert "\u00e9".encode() in data  # UTF-8, not \u escapes
     assert TrendRow.from_json(data) == ROW
     assert TrendRow.from_json(data.decode()) == ROW
+
+
+def test_json_written_before_a_column_existed_reads_it_as_empty() -> None:
+    obj = json.loads(ROW.to_json())
+    del obj["aliases"], obj["links"]
+    assert TrendRow.from_json(json.dumps(obj)) == TrendRow(**{**{f: getattr(ROW, f) for f in ROW.__slots__}, "links": ()})
 
 
 def test_null_rank_round_trips() -> None:
