@@ -15,10 +15,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float:
     """utime + stime of one process (all its threads), in seconds; 0.0 if it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        return _stat_cpu(f"/proc/{pid}/stat")
     except OSError:
         return 0.0
+
+
+def _stat_cpu(path: str) -> float:
+    """utime + stime, in seconds, from a /proc stat file (a process's or one thread's)."""
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
     # After "pid (comm)": state is field 3, utime field 14, stime field 15.
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
@@ -35,11 +40,10 @@ def _thread_times(pids: Iterable[int]) -> dict[tuple[int, int], tuple[str, float
             try:
                 with open(f"/proc/{pid}/task/{tid}/comm") as f:
                     name = f.read().strip()
-                with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
+                cpu = _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
             except OSError:  # the thread ended between listing and reading
                 continue
-            out[(pid, int(tid))] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+            out[(pid, int(tid))] = (name, cpu)
     return out
 
 
