@@ -58,7 +58,8 @@ PARQUET_COLUMNS = TREND_COLUMNS[: len(COLUMNS)]
 
 def to_sink_row(row: TrendRow) -> Row:
     """A trend row as the sinks take it (TREND_TYPE): its columns, then the Kafka key and JSON value."""
-    return Row(*row.column_values(), row.key(), row.to_json().decode())
+    values = row.column_values()
+    return Row(*values, row.key(), row.json_text(values))
 
 
 # Dead-letter and late records: a key (may be None) and a JSON value.

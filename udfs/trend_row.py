@@ -10,7 +10,10 @@ revision was produced and is deliberately not part of `content()`.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -55,6 +58,8 @@ COLUMNS: tuple[Column, ...] = (
 JSON_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if not c.partition)
 
 
+# Every row of a window has the same date, and a rebuild writes thousands of rows per window.
+@functools.lru_cache(maxsize=4096)
 def utc_date(epoch_ms: int) -> str:
     """"YYYY-MM-DD" (UTC) of an epoch-millisecond instant; exact integer arithmetic."""
     return (_EPOCH + _dt.timedelta(milliseconds=epoch_ms)).strftime("%Y-%m-%d")
@@ -103,22 +108,22 @@ class TrendRow:
 
     def column_values(self) -> tuple[Any, ...]:
         """The row's values in `COLUMNS` order (what the sinks write)."""
-        return tuple(self._value(c.name) for c in COLUMNS)
+        return tuple(get(self) for get in _GETTERS)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object: every column but the partition column."""
-        return {c.name: self._value(c.name) for c in JSON_COLUMNS}
-
-    def _value(self, name: str) -> Any:
-        if name == "window_date":
-            return utc_date(self.window_start)
-        if name in ("examples", "aliases", "links"):
-            return list(getattr(self, name))
-        return getattr(self, name)
+        return {c.name: _GETTER[c.name](self) for c in JSON_COLUMNS}
 
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON with sorted keys (byte-stable for equal rows)."""
-        return json.dumps(self.as_dict(), separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
+        return self.json_text().encode("utf-8")
+
+    def json_text(self, values: tuple[Any, ...] | None = None) -> str:
+        """`to_json` as text; from `values` (this row's `column_values()`) when the caller has them."""
+        if values is None:
+            values = self.column_values()
+        # Built in sorted key order, so the encoder need not sort (the same bytes as sort_keys=True).
+        return _ENCODER.encode({name: values[i] for name, i in _JSON_ORDER})
 
     @classmethod
     def from_json(cls, data: bytes | str) -> TrendRow:
@@ -141,5 +146,23 @@ class TrendRow:
 
 
 _TREND_ROW_FIELDS = tuple(f.name for f in fields(TrendRow))
+
+
+def _getter(column: Column) -> Callable[[TrendRow], Any]:
+    """How a column's value is read off a row, decided once per column rather than once per row."""
+    if column.name == "window_date":
+        return lambda row: utc_date(row.window_start)
+    if column.kind == "list<string>":
+        field = operator.attrgetter(column.name)
+        return lambda row: list(field(row))
+    return operator.attrgetter(column.name)
+
+
+_GETTER: dict[str, Callable[[TrendRow], Any]] = {c.name: _getter(c) for c in COLUMNS}
+_GETTERS = tuple(_GETTER[c.name] for c in COLUMNS)
+# (JSON key, its index in column_values()), in the key order of the JSON.
+_JSON_ORDER = tuple(sorted((c.name, COLUMNS.index(c)) for c in JSON_COLUMNS))
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 # Every field is a column; the only derived column is the partition.
 assert {c.name for c in COLUMNS if not c.partition} == set(_TREND_ROW_FIELDS), "COLUMNS and TrendRow disagree"

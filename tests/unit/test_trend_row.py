@@ -77,6 +77,11 @@ def test_null_rank_round_trips() -> None:
 def test_json_round_trip_property(ws: int, term: str, sc: float, rank: int | None, examples: list[str]) -> None:
     row = TrendRow(ws, ws + 1, term, 1, 1, 0.5, sc, rank, 1, 0, tuple(examples))
     assert TrendRow.from_json(row.to_json()) == row
+    # The same bytes as the plain sorted dump of the row's columns: output already written stays byte-stable.
+    plain = {c.name: v for c, v in zip(COLUMNS, row.column_values()) if not c.partition}
+    expected = json.dumps(plain, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    assert row.json_text() == expected and row.to_json() == expected.encode("utf-8")
+    assert row.json_text(row.column_values()) == expected
 
 
 @pytest.mark.parametrize(
