@@ -55,15 +55,15 @@ from udfs.buckets import MAX_PARALLELISM, bucket_keys, group_by_bucket
 from udfs.operators import (
     BucketWindows,
     Step,
-    WindowRows,
     counted_bucket,
     parse_columns,
+    rank_fire,
     rank_flush_time,
     rank_timers,
     route_terms,
     side_record,
 )
-from udfs.windows import TermWindow, window_start
+from udfs.windows import TermWindow, expiry_time, window_start
 
 DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
 LATE_TAG = OutputTag("late-events", SIDE_TYPE)
@@ -318,20 +318,10 @@ class Rank(KeyedProcessFunction):
             MapStateDescriptor("pending", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
         self.rows_out = runtime_context.get_metrics_group().counter("rows_out")
-        self.windows: dict[int, WindowRows] = {}
-
-    def _window(self, ws: int) -> WindowRows:
-        rows = self.windows.get(ws)
-        if rows is None:
-            # First touch of this key since the operator started: load its state once.
-            rows = self.windows[ws] = WindowRows(
-                ws, size_ms=self.size_ms, lateness_ms=self.lateness_ms, n=self.n, min_support=self.min_support
-            ).load(self.previous.items(), self.pending.items())
-        return rows
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
         ws, candidates, watermark = value
-        self.pending.put_all(self._window(ws).add(candidates))
+        self.pending.put_all({term: tuple(candidate) for term, candidate in candidates})
         timers = ctx.timer_service()
         for ts in rank_timers(ws, watermark, self.size_ms, self.lateness_ms, self.n):
             timers.register_event_time_timer(ts)
@@ -343,14 +333,15 @@ class Rank(KeyedProcessFunction):
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
             # No watermark came since these candidates arrived: rank them at the current one.
             timestamp = ctx.timer_service().current_watermark()
-        rows = self._window(ws)
-        had_pending = bool(rows.pending)
-        step = rows.fire(timestamp, emitted_at=int(time.time() * 1000))
-        if rows.empty():
-            del self.windows[ws]
-        if step is None:
+        pending = dict(self.pending.items())
+        if not pending and timestamp < expiry_time(ws, self.size_ms, self.lateness_ms, self.n):
             return
-        if had_pending:
+        step = rank_fire(
+            dict(self.previous.items()) if pending else {}, pending, timestamp, ws,
+            size_ms=self.size_ms, lateness_ms=self.lateness_ms, n=self.n, min_support=self.min_support,
+            emitted_at=int(time.time() * 1000),
+        )
+        if pending:
             self.pending.clear()
         if step.changed:
             self.previous.put_all({row.term: (row, tuple(candidate)) for row, candidate in step.changed})

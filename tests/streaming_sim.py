@@ -14,7 +14,7 @@ which tests/unit/test_windows.py shows gives the same aggregates in any order an
       -> dedup             keyed by article_id: dedup_verdict -> late side output
       -> explode terms     article -> one record per term bucket (group_by_bucket)
       -> term-windows      keyed by bucket: BucketWindows.add / .on_timer
-      -> rank              keyed by window_start: rank_timers; WindowRows.add / .fire
+      -> rank              keyed by window_start: rank_timers / rank_fire
       -> rows (upsert by key)
 
 Two watermarks, as in the job.  Lateness is decided on the partition watermark
@@ -41,7 +41,7 @@ from typing import Any
 from tests.oracle import Record, TrendParams, Watermark
 from udfs.buckets import group_by_bucket
 from udfs.dead_letter import dlq_record, late_record
-from udfs.operators import BucketWindows, WindowRows, dedup_verdict, partition_watermark, rank_timers
+from udfs.operators import BucketWindows, dedup_verdict, partition_watermark, rank_fire, rank_timers
 from udfs.terms import article_terms
 from udfs.trend_row import TrendRow
 from udfs.validate import Article, Rejection, parse_event
@@ -84,7 +84,8 @@ class StreamingSim:
         self.seen: dict[str, bool] = {}  # dedup: ValueState[bool] per article_id (TTL in Flink)
         self.windows: dict[int, BucketWindows] = {}  # term-windows: state per bucket key
         self.window_timers = Timers()
-        self.ranks: dict[int, WindowRows] = {}  # rank: state per window_start
+        self.previous: dict[int, dict[str, tuple]] = {}  # rank: MapState term -> (TrendRow, Candidate) per window
+        self.pending: dict[int, dict[str, Any]] = {}  # rank: MapState term -> Candidate per window
         self.rank_timers = Timers()
         # outputs
         self.emitted: list[TrendRow] = []
@@ -156,19 +157,14 @@ class StreamingSim:
 
     def _to_ranker(self, ws: int, candidates, watermark: int) -> None:
         p = self.params
-        self._ranks(ws).add(candidates)
+        self.pending.setdefault(ws, {}).update({term: tuple(c) for term, c in candidates})
         for ts in rank_timers(ws, watermark, p.size_ms, p.lateness_ms, p.n):
             self.rank_timers.register(ws, ts)
-
-    def _ranks(self, ws: int) -> WindowRows:
-        p = self.params
-        return self.ranks.setdefault(
-            ws, WindowRows(ws, size_ms=p.size_ms, lateness_ms=p.lateness_ms, n=p.n, min_support=p.min_support)
-        )
 
     def _advance(self, new_watermark: int) -> None:
         if new_watermark <= self.current_watermark:
             return
+        p = self.params
         for ts, key in self.window_timers.due(new_watermark):
             step = self.windows[key].on_timer(ts)
             for t in step.timers:
@@ -176,13 +172,18 @@ class StreamingSim:
             for ws, candidates in step.out:
                 self._to_ranker(ws, candidates, ts)
         for ts, ws in self.rank_timers.due(new_watermark):
-            rows = self._ranks(ws)
-            step = rows.fire(ts, emitted_at=ts)
-            if rows.empty():
-                del self.ranks[ws]
-            if step is not None:
-                for row in step.rows:
-                    self._emit(row)
+            pending = self.pending.pop(ws, {})
+            step = rank_fire(
+                self.previous.get(ws, {}), pending, ts, ws,
+                size_ms=p.size_ms, lateness_ms=p.lateness_ms, n=p.n, min_support=p.min_support, emitted_at=ts,
+            )
+            if step.changed:
+                self.previous.setdefault(ws, {}).update({row.term: (row, c) for row, c in step.changed})
+            for row in step.rows:
+                self._emit(row)
+            if step.clear:
+                self.previous.pop(ws, None)
+                self.pending.pop(ws, None)
         self.current_watermark = new_watermark
 
     def _emit(self, row: TrendRow) -> None:
@@ -217,9 +218,8 @@ class StreamingSim:
         return {
             "dedup": len(self.seen),
             "term_counts": sum(bucket.size() for bucket in self.windows.values()),
-            "ranker_windows": len(self.ranks),
-            "ranker_previous": sum(len(rows.previous) for rows in self.ranks.values()),
-            "ranker_pending": sum(len(rows.pending) for rows in self.ranks.values()),
+            "ranker_previous": len(self.previous),
+            "ranker_pending": len(self.pending),
         }
 
 

@@ -11,15 +11,14 @@ against the batch oracle exercise this code, not a copy of it.
     dedup_verdict        first copy per article_id: Flink's Deduplicate, then a JVM filter
     side_record          route: the DLQ and late records of the rows the JVM set aside
     BucketWindows        term-windows, keyed by term bucket
-    WindowRows           rank, keyed by window_start (rank_timers, rank_fire)
+    rank_timers/rank_fire  rank, keyed by window_start
 
 The steps the JVM runs (`partition_watermark`, `dedup_verdict`) are written in
 SQL in the job; the models here say what that SQL computes, and the simulation
 and the integration tests hold the two to the same batch oracle.
 
-Nothing here touches Flink; the only state kept in Python objects is the keyed
-operators' in-memory copy of their state: a term bucket's windows (`BucketWindows`)
-and a window's rows (`WindowRows`).
+Nothing here touches Flink; the only state kept in Python objects is a term
+bucket's windows (`BucketWindows`), the operator's in-memory copy of its state.
 """
 
 from __future__ import annotations
@@ -415,55 +414,3 @@ def rank_fire(
     if pending:
         changed = revise(previous, pending, min_support, ws, window_end(ws, size_ms), emitted_at=emitted_at)
     return RankStep(changed, timestamp >= expiry_time(ws, size_ms, lateness_ms, n))
-
-
-class WindowRows:
-    """One window's last emitted rows and the candidates waiting for its rank timer: rank's keyed state, held in Python.
-
-    As with `BucketWindows`, the operator is the only writer of its state and a
-    restore builds a new instance, so this copy is what Flink's state holds: the
-    shell writes each change to Flink state (the `add` entries to `pending`, the
-    fire's `changed` to `previous`) and reads that state only when it first touches
-    the window, instead of reading every pending candidate and every previous row
-    back at every timer.
-    """
-
-    def __init__(self, ws: int, *, size_ms: int, lateness_ms: int, n: int, min_support: int) -> None:
-        self.ws, self.size_ms, self.lateness_ms, self.n, self.min_support = ws, size_ms, lateness_ms, n, min_support
-        self.previous: dict[str, tuple[TrendRow, Candidate]] = {}  # term -> (last emitted row, its candidate)
-        self.pending: dict[str, tuple] = {}  # term -> candidate not yet ranked
-
-    def load(
-        self, previous: Iterable[tuple[str, tuple[TrendRow, Candidate]]], pending: Iterable[tuple[str, tuple]]
-    ) -> WindowRows:
-        """Rebuild from the state's `previous` and `pending` entries."""
-        self.previous.update(previous)
-        self.pending.update(pending)
-        return self
-
-    def add(self, candidates: Iterable[tuple[str, object]]) -> dict[str, tuple]:
-        """Candidates from term-windows wait for the timer; returns the entries to put into `pending`."""
-        entries = {term: tuple(candidate) for term, candidate in candidates}
-        self.pending.update(entries)
-        return entries
-
-    def fire(self, timestamp: int, emitted_at: int) -> RankStep | None:
-        """A rank timer at `timestamp`: None when there is nothing to do, else the step.
-
-        The shell then clears `pending` in state, puts `changed` into `previous`,
-        and clears both when `step.clear`."""
-        if not self.pending and timestamp < expiry_time(self.ws, self.size_ms, self.lateness_ms, self.n):
-            return None
-        step = rank_fire(
-            self.previous if self.pending else {}, self.pending, timestamp, self.ws, size_ms=self.size_ms,
-            lateness_ms=self.lateness_ms, n=self.n, min_support=self.min_support, emitted_at=emitted_at,
-        )
-        self.pending = {}
-        self.previous.update((row.term, (row, candidate)) for row, candidate in step.changed)
-        if step.clear:
-            self.previous.clear()
-        return step
-
-    def empty(self) -> bool:
-        """Nothing held: the shell can forget the window."""
-        return not self.previous and not self.pending

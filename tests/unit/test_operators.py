@@ -15,7 +15,6 @@ from udfs.operators import (
     REJECTED,
     counted_bucket,
     BucketWindows,
-    WindowRows,
     dedup_verdict,
     parse_columns,
     parse_state_key,
@@ -152,38 +151,6 @@ def test_rank_timers_and_fire() -> None:
     same = rank_fire(previous, {"storm": candidate}, expiry_time(0, H, H, 2), 0, size_ms=H, lateness_ms=H, n=2,
                      min_support=1, emitted_at=9)
     assert same.rows == [] and same.clear
-
-
-def test_window_rows_fire_as_rank_fire_and_a_restored_copy_fires_the_same() -> None:
-    kw = dict(size_ms=H, lateness_ms=H, n=2, min_support=1)
-    storm = (2, 1, 0.0, ("storm",), (("f", 2),), (1, 2), 0)
-    rally = (1, 1, 0.0, ("rally",), (("f", 1),), (3,), 0)
-    # What the shell writes to Flink state, applied as it applies it.
-    previous_state: dict[str, tuple] = {}
-    pending_state: dict[str, tuple] = {}
-    rows = WindowRows(0, **kw)
-    pending_state.update(rows.add([("storm", storm), ("rally", rally)]))
-    assert pending_state == {"storm": storm, "rally": rally}
-    step = rows.fire(fire_time(0, H), emitted_at=7)
-    expected = rank_fire({}, pending_state, fire_time(0, H), 0, emitted_at=7, **kw)
-    assert step == expected and [r.term for r in step.rows] == ["rally", "storm"]
-    pending_state.clear()
-    previous_state.update({row.term: (row, tuple(c)) for row, c in step.changed})
-    assert rows.pending == {} and set(rows.previous) == {"rally", "storm"}
-    # Nothing pending before the expiry: no step, nothing to write.
-    assert rows.fire(fire_time(0, H) + 1, emitted_at=8) is None
-
-    # A revision of one term waits; a copy restored from the state fires exactly as the live one.
-    storm3 = (3, 1, 0.0, ("storm",), (("f", 3),), (1, 2, 3), 0)
-    pending_state.update(rows.add([("storm", storm3)]))
-    restored = WindowRows(0, **kw).load(previous_state.items(), pending_state.items())
-    live_step, restored_step = rows.fire(cleanup_time(0, H, H), 9), restored.fire(cleanup_time(0, H, H), 9)
-    assert live_step == restored_step and [(r.term, r.articles, r.revision) for r in live_step.rows] == [("storm", 3, 2)]
-    assert rows.previous["storm"][0].revision == 2 and not live_step.clear
-
-    # At the expiry the window is dropped: the shell clears the state and forgets it.
-    last = rows.fire(expiry_time(0, H, H, 2), 10)
-    assert last is not None and last.clear and last.rows == [] and rows.empty()
 
 
 @pytest.mark.parametrize(
