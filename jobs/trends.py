@@ -13,9 +13,10 @@ steps as plain Python, for the property tests.  Sources and sinks come from `con
       -> lateness + split          dlq / late / count (window not fired) / article (fired, within lateness)
       -> count rows: window table function per (window, term bucket): its term hits as JSON, once
                                                          -- Python from here on:
-      -> route                     counted (window, bucket) -> one record; article -> one record per
-                                   term bucket; rejected -> DLQ, late -> late side output
-      -> term-windows key bucket   counts per (term, window); fires at window end,
+      -> route                     counted (window, bucket) -> one record (its hits JSON); article -> one
+                                   record per term bucket; rejected -> DLQ, late -> late side output
+      -> term-windows key bucket   counts per (term, window) (folds a counted record's hits);
+                                   fires at window end,
                                    refreshes fired windows on late data
       -> rank        key window    ranks, revisions -> trend rows
 """
@@ -63,7 +64,7 @@ from udfs.operators import (
     route_terms,
     side_record,
 )
-from udfs.windows import TermWindow, expiry_time, window_start
+from udfs.windows import expiry_time, window_start
 
 DLQ_TAG = OutputTag("dead-letters", SIDE_TYPE)
 LATE_TAG = OutputTag("late-events", SIDE_TYPE)
@@ -194,7 +195,6 @@ class Route(ProcessFunction):
     def __init__(self, config: Config):
         self.size_ms = config.window_ms
         self.buckets = config.term_buckets
-        self.k = config.examples
 
     def open(self, runtime_context: RuntimeContext) -> None:
         metrics = runtime_context.get_metrics_group()
@@ -205,16 +205,15 @@ class Route(ProcessFunction):
         (kind, value, topic, partition, offset, late_by, watermark,
          article_id, feed_url, title, published_at, terms, bucket) = row[:13]
         if kind == "counted":
-            ws, counted = counted_bucket(row[13], self.size_ms, self.k)
-            # -> (bucket key, window_start, terms, "counted", TermWindow states in the terms' order)
-            yield bucket, ws, tuple(counted), "counted", tuple(agg.to_state() for agg in counted.values())
+            # -> (bucket key, "counted", the hits JSON): term-windows decodes it. One string
+            # crosses the key-by and the exchange far more cheaply than the aggregates built from it.
+            yield bucket, "counted", row[13]
             return
         if kind == "article":
             ws = window_start(published_at, self.size_ms)
-            # -> (bucket key, window_start, terms, "article", (article_id, feed_url, title, published_at))
-            article = (article_id, feed_url, title, published_at)
+            # -> (bucket key, "article", (window_start, terms, article_id, feed_url, title, published_at))
             for key, bucket_terms in group_by_bucket(route_terms(terms), self.buckets).items():
-                yield key, ws, bucket_terms, "article", article
+                yield key, "article", (ws, bucket_terms, article_id, feed_url, title, published_at)
             return
         key, record = side_record(
             kind, value, topic, partition, offset, late_by_ms=late_by, watermark=watermark, size_ms=self.size_ms
@@ -271,12 +270,12 @@ class TermWindows(KeyedProcessFunction):
             self.counts.remove(key)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
-        _, ws, terms, kind, payload = value
+        _, kind, payload = value
         bucket = self._bucket(ctx.get_current_key())
         if kind == "counted":
-            step = bucket.add_counted(ws, {term: TermWindow.from_state(agg) for term, agg in zip(terms, payload)})
+            step = bucket.add_counted(*counted_bucket(payload, self.size_ms, self.k))
         else:
-            article_id, feed_url, title, published_at = payload
+            ws, terms, article_id, feed_url, title, published_at = payload
             step = bucket.add(
                 ws, terms, article_id=article_id, feed_url=feed_url, title=title, published_at=published_at,
             )
@@ -386,7 +385,7 @@ def build(
     #        "article" (a first copy for a fired window, within the lateness), "late" or "dlq"
     routed = t_env.to_data_stream(t_env.sql_query(create_routed_views(t_env, config)))
 
-    # -> (bucket key, window_start, terms, "counted" | "article", TermWindow state | article fields)
+    # -> (bucket key, "counted", hits JSON) | (bucket key, "article", (window_start, terms, article fields))
     term_hits = routed.process(Route(config)).name("route").uid("route").set_parallelism(p)
 
     # -> (window_start, ((term, Candidate), ...), watermark)
