@@ -269,11 +269,14 @@ class TrendSinks:
 # The job's own JVM operator and function (connectors/jvm), in the jar `make install` builds into the jar dir.
 WATERMARK_RESTORER = "feedtrends.flink.WatermarkRestorer"
 TERM_BUCKET_KEY = "feedtrends.flink.TermBucketKey"
+FOLD_TERM_HITS = "feedtrends.flink.FoldTermHits"
 
 
 def register_jvm_functions(t_env: StreamTableEnvironment) -> None:
-    """SQL functions the job's queries call, from the job's own jar: `term_bucket_key(term, keys)`."""
+    """SQL functions the job's queries call, from the job's own jar: `term_bucket_key(term, keys)`,
+    `fold_term_hits(hits, k)`."""
     t_env.create_java_temporary_function("term_bucket_key", TERM_BUCKET_KEY)
+    t_env.create_java_temporary_function("fold_term_hits", FOLD_TERM_HITS)
 
 
 def with_restored_watermarks(t_env: StreamTableEnvironment, records: Table, config: Config) -> Table:

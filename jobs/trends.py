@@ -11,11 +11,12 @@ steps as plain Python, for the property tests.  Sources and sinks come from `con
       -> OVER       key partition  the partition's max published_at -> its watermark (state, TTL)
       -> Deduplicate key article_id  first copy wins (state: seen, TTL)
       -> lateness + split          dlq / late / count (window not fired) / article (fired, within lateness)
-      -> count rows: window table function per (window, term bucket): its term hits as JSON, once
+      -> count rows: window table function per (window, term bucket): its term hits, folded per
+                                   term (fold_term_hits), as JSON, once
                                                          -- Python from here on:
-      -> route                     counted (window, bucket) -> one record (its hits JSON); article -> one
+      -> route                     counted (window, bucket) -> one record (its JSON); article -> one
                                    record per term bucket; rejected -> DLQ, late -> late side output
-      -> term-windows key bucket   counts per (term, window) (folds a counted record's hits);
+      -> term-windows key bucket   counts per (term, window) (merges a counted record's terms);
                                    fires at window end,
                                    refreshes fired windows on late data
       -> rank        key window    ranks, revisions -> trend rows
@@ -56,7 +57,7 @@ from udfs.buckets import MAX_PARALLELISM, bucket_keys, group_by_bucket
 from udfs.operators import (
     BucketWindows,
     Step,
-    counted_bucket,
+    folded_bucket,
     parse_columns,
     rank_fire,
     rank_flush_time,
@@ -116,7 +117,8 @@ def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
     the lateness: term-windows revises it).  "count" rows are collected per (window,
     term bucket) by the window table function, whose watermark is never ahead of
     the one here (watermarks travel behind the rows before them), so it drops none
-    of them; each (window, bucket) leaves the JVM once, with its term hits as JSON:
+    of them; each (window, bucket) leaves the JVM once, its term hits folded into
+    one aggregate per term (`fold_term_hits`, connectors/jvm) as JSON:
     term-windows then takes one record per (window, bucket), not one per (window,
     term) (a keyed Python record costs far more than folding its terms).  The
     bucket is `udfs.buckets.bucket_key`, computed in the JVM by `term_bucket_key`
@@ -174,9 +176,11 @@ def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
     UNION ALL
     SELECT 'counted', CAST(NULL AS BYTES), CAST(NULL AS STRING), CAST(NULL AS INT), CAST(NULL AS BIGINT),
       CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS STRING),
-      CAST(NULL AS BIGINT), CAST(NULL AS STRING), bucket, hits
+      first_published_at, CAST(NULL AS STRING), bucket, hits
     FROM (
-      SELECT bucket, JSON_ARRAYAGG(JSON_ARRAY(term, published_at, article_id, title, feed_url NULL ON NULL)) AS hits
+      SELECT bucket, MIN(published_at) AS first_published_at, fold_term_hits(
+          JSON_ARRAYAGG(JSON_ARRAY(term, published_at, article_id, title, feed_url NULL ON NULL)), {config.examples}
+        ) AS hits
       FROM (
         SELECT window_start, window_end, term, term_bucket_key(term, ARRAY[{keys}]) AS bucket,
           published_at, article_id, title, feed_url
@@ -205,9 +209,9 @@ class Route(ProcessFunction):
         (kind, value, topic, partition, offset, late_by, watermark,
          article_id, feed_url, title, published_at, terms, bucket) = row[:13]
         if kind == "counted":
-            # -> (bucket key, "counted", the hits JSON): term-windows decodes it. One string
-            # crosses the key-by and the exchange far more cheaply than the aggregates built from it.
-            yield bucket, "counted", row[13]
+            # -> (bucket key, "counted", (window_start, the folded terms' JSON)): term-windows decodes
+            # it. One string crosses the key-by and the exchange far more cheaply than the aggregates.
+            yield bucket, "counted", (window_start(published_at, self.size_ms), row[13])
             return
         if kind == "article":
             ws = window_start(published_at, self.size_ms)
@@ -273,7 +277,8 @@ class TermWindows(KeyedProcessFunction):
         _, kind, payload = value
         bucket = self._bucket(ctx.get_current_key())
         if kind == "counted":
-            step = bucket.add_counted(*counted_bucket(payload, self.size_ms, self.k))
+            ws, folded = payload
+            step = bucket.add_counted(ws, folded_bucket(folded))
         else:
             ws, terms, article_id, feed_url, title, published_at = payload
             step = bucket.add(
@@ -385,7 +390,7 @@ def build(
     #        "article" (a first copy for a fired window, within the lateness), "late" or "dlq"
     routed = t_env.to_data_stream(t_env.sql_query(create_routed_views(t_env, config)))
 
-    # -> (bucket key, "counted", hits JSON) | (bucket key, "article", (window_start, terms, article fields))
+    # -> (bucket key, "counted", (window_start, folded JSON)) | (bucket key, "article", (window_start, terms, article fields))
     term_hits = routed.process(Route(config)).name("route").uid("route").set_parallelism(p)
 
     # -> (window_start, ((term, Candidate), ...), watermark)

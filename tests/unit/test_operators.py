@@ -14,6 +14,7 @@ from tests.eventgen import BASE_MS, event
 from udfs.operators import (
     REJECTED,
     counted_bucket,
+    folded_bucket,
     BucketWindows,
     dedup_verdict,
     parse_columns,
@@ -175,6 +176,17 @@ def test_a_counted_bucket_folds_each_term_as_its_articles_one_by_one_would() -> 
             if t == term:
                 one_by_one = add_article(one_by_one, article_id=a, feed_url=f, title=title, published_at=p, k=3)
         assert agg == one_by_one
+
+
+def test_a_folded_bucket_reads_the_aggregates_in_their_state_layout() -> None:
+    # The JVM's fold (fold_term_hits) writes each term's aggregate as TermWindow.to_state() lays it out.
+    _, counted = counted_bucket(json.dumps([
+        ["storm", 10 * H + 5, "url:b", "Storm b", "f2"], ["storm", 10 * H + 1, "url:a", "Storm a", "f1"],
+        ["rain", 10 * H + 2, "url:a", "Storm a", "f1"],
+    ]), H, 3)
+    folded = json.dumps([[term, *agg.to_state()] for term, agg in counted.items()])
+    assert folded_bucket(folded) == counted
+    assert folded_bucket("[]") == {}
 
 
 def test_term_window_state_round_trip() -> None:
