@@ -9,6 +9,7 @@ machine and on every replay).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -135,6 +136,9 @@ def event_id(feed_url: str, article_id: str) -> str:
     return _sha256_hex(feed_url + "\n" + article_id)
 
 
+# Every candidate of a window carries its examples' links, and a rebuild ranks each
+# window's candidates again at every revision: the same ids come back many times.
+@functools.lru_cache(maxsize=65536)
 def article_link(the_article_id: str) -> str:
     """The web address an article id names, or "" when it names none.
 
