@@ -105,10 +105,7 @@ def counted_bucket(hits_json: str, size_ms: int, k: int) -> tuple[int, dict[str,
 def folded_bucket(folded_json: str) -> dict[str, TermWindow]:
     """A (window, term bucket) the JVM folded (`fold_term_hits` in connectors/jvm: what `counted_bucket`
     computes from its hits), a JSON array of [term, articles, feed_counts, best, sketch] -> term -> aggregate."""
-    return {
-        term: TermWindow(articles, tuple(map(tuple, feed_counts)), tuple(map(tuple, best)), tuple(sketch))
-        for term, articles, feed_counts, best, sketch in json.loads(folded_json)
-    }
+    return {term: TermWindow.from_state(state) for term, *state in json.loads(folded_json)}
 
 
 # -- parse-validate: each partition's own watermark ---------------------------------------------

@@ -144,13 +144,10 @@ class TermWindow:
 
     @classmethod
     def from_state(cls, state) -> TermWindow:
+        """From `to_state()`'s layout, as tuples or as lists (older state, JSON): the values are
+        already plain ints and strs, so only the containers become tuples."""
         articles, feed_counts, best, sketch = state
-        return cls(
-            int(articles),
-            tuple((str(f), int(n)) for f, n in feed_counts),
-            tuple((int(p), str(a), str(t)) for p, a, t in best),
-            tuple(int(h) for h in sketch),
-        )
+        return cls(articles, tuple(map(tuple, feed_counts)), tuple(map(tuple, best)), tuple(sketch))
 
 
 def add_article(
