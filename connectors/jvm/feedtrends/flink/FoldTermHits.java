@@ -58,7 +58,7 @@ public class FoldTermHits extends ScalarFunction {
     };
 
     private static final Comparator<Hit> EXAMPLE_ORDER = Comparator.<Hit>comparingLong(h -> h.publishedAt)
-            .thenComparing(h -> h.articleId, Comparator.nullsFirst(CODE_POINT_ORDER))
+            .thenComparing(h -> h.articleId, CODE_POINT_ORDER)
             .thenComparing(h -> h.title, Comparator.nullsFirst(CODE_POINT_ORDER));
 
     private static final class Hit {
@@ -171,7 +171,7 @@ public class FoldTermHits extends ScalarFunction {
     /** {@code udfs.windows.article_hash}: zlib's CRC-32 of the UTF-8 bytes. */
     static long articleHash(String articleId) {
         CRC32 crc = new CRC32();
-        crc.update((articleId == null ? "" : articleId).getBytes(StandardCharsets.UTF_8));
+        crc.update(articleId.getBytes(StandardCharsets.UTF_8));
         return crc.getValue();
     }
 }
