@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                    + " ('' for the live run alone)")
     p.add_argument("--live-seconds", type=float, default=120, help="live run length (0: skip latency and state)")
     p.add_argument("--live-rate", type=float, default=200, help="live input rate, events/s")
-    p.add_argument("--dedup-ttl", type=int, default=30_000, help="dedup TTL (ms) of the live run")
+    p.add_argument("--dedup-ttl", type=int, default=30_000, help="dedup TTL (ms) of the live run (and of a --soak rebuild)")
+    p.add_argument("--soak", action="store_true",
+                   help="feedtrends rebuilds under --dedup-ttl; its checkpoint size and TaskManager RSS are sampled")
+    p.add_argument("--soak-sample-s", type=float, default=30, help="seconds between --soak samples")
     p.add_argument("--timeout", type=float, default=3 * 3600, help="per-system limit, seconds")
     p.add_argument("--taskmanagers", type=int, default=2,
                    help="TaskManagers of the private cluster (one embedded Python, one GIL, each; default 2)")
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_path = RESULTS / f"bench-{stamp}.json"
-    report: dict = {"n": args.events, "machine": machine(), "versions": _versions(), "systems": {}}
+    report: dict = {"n": args.events, "dedup_ttl_ms": args.dedup_ttl, "machine": machine(), "versions": _versions(), "systems": {}}
     log(f"machine: {report['machine']}")
 
     state_dir = Path(tempfile.mkdtemp(prefix="feedtrends-bench-"))
@@ -142,8 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         profile_path = RESULTS / f"feedtrends-pyspy-{stamp}.txt"
         if "feedtrends" in systems:
             def feedtrends():
-                r = measure_rebuild(flink_config("feedtrends"), targets, job=None, timeout_s=args.timeout, log=log,
-                                    profile_to=None if args.no_profile else profile_path)
+                config = flink_config("feedtrends")
+                if args.soak:
+                    config = dataclasses.replace(config, dedup_ttl_ms=args.dedup_ttl)
+                r = measure_rebuild(config, targets, job=None, timeout_s=args.timeout, log=log,
+                                    profile_to=None if args.no_profile else profile_path,
+                                    state_every_s=args.soak_sample_s if args.soak else None)
                 r["profile_top_leaf"] = summarize_profile(profile_path)
                 r["profile_inclusive"] = inclusive_profile(profile_path, (
                     "parse_event", "article_terms", "process_element (jobs/trends.py", "add_article",
@@ -218,6 +225,8 @@ def _print_summary(report: dict, systems: list[str]) -> None:
             print("feedtrends cpu by thread (ms/event): " + ", ".join(
                 f"{name} {1000 * cpu / ft['events']:.3f}" for name, cpu in threads
             ))
+    if ft.get("state_samples"):
+        _print_soak(ft["state_samples"], report["dedup_ttl_ms"])
     live = report.get("live")
     if live and "error" not in live:
         print(
@@ -238,6 +247,31 @@ def _print_summary(report: dict, systems: list[str]) -> None:
             )
     elif live:
         print(f"feedtrends live: FAILED: {live['error']}")
+
+
+def _print_soak(samples: list[dict], ttl_ms: int) -> None:
+    """The soak's samples, and how far the checkpoint size and RSS move once the TTL has expired entries.
+
+    "After the horizon" starts at twice the TTL: by then the first TTL's entries have
+    expired and a TTL's worth of newer ones has replaced them.
+    """
+    print("soak: t s | events read | checkpoint MiB | TaskManager RSS MiB")
+    for s in samples:
+        size = f"{s['state_size_kb'] / 1024:.1f}" if "state_size_kb" in s else "-"
+        rss = " / ".join(f"{r:.0f}" for r in s.get("tms_rss_mb", []))
+        print(f"soak: {s['t_s']:.0f} | {s.get('consumed', 0)} | {size} | {rss}")
+    after = [s for s in samples if s["t_s"] >= 2 * ttl_ms / 1000 and "state_size_kb" in s]
+    if len(after) < 2:
+        print("soak: too short to pass the TTL horizon twice")
+        return
+
+    def spread(values: list[float]) -> str:
+        return f"{min(values):.1f}-{max(values):.1f} ({100 * (max(values) - min(values)) / min(values):.0f} %)"
+
+    sizes = [s["state_size_kb"] / 1024 for s in after]
+    print(f"soak: after {2 * ttl_ms / 1000:.0f} s ({len(after)} samples): checkpoint MiB {spread(sizes)}, "
+          + ", ".join(f"TaskManager {i + 1} RSS MiB {spread([s['tms_rss_mb'][i] for s in after])}"
+                      for i in range(len(after[0].get("tms_rss_mb", [])))))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from bench.common import Stopwatch, ThreadCpu, load_average
+from bench.common import Stopwatch, ThreadCpu, load_average, rss_bytes
 from connectors import flink_cluster, flink_rest, stack
 from feedtrends import operations
 from core.config import Config
@@ -33,6 +33,29 @@ def _vertex_metrics(config: Config, job_id: str) -> dict[str, dict[str, float]]:
             config, f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics?get={BUSY_METRICS}&agg=avg,max"
         )
         out[vertex["name"][:90]] = {r["id"]: float(r.get("avg", 0.0)) for r in rows}
+    return out
+
+
+def taskmanager_pids(config: Config) -> tuple[int, ...]:
+    """The stack's TaskManager pids, the first TaskManager first."""
+    pids = stack.status(config)["pids"]
+    return tuple(pid for role, pid in sorted(pids.items()) if role.startswith("taskmanager"))
+
+
+def state_sample(config: Config, job_id: str, tm_pids: tuple[int, ...], elapsed: float) -> dict:
+    """The latest completed checkpoint's sizes and every TaskManager's RSS, now."""
+    rss = [rss_bytes(pid) / 2**20 for pid in tm_pids]
+    out = {"t_s": round(elapsed, 1), "tm_rss_mb": rss[0] if rss else None, "tms_rss_mb": rss, "load": load_average()}
+    try:
+        completed = (flink_rest.call(config, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed")
+    except flink_cluster.ClusterError:
+        completed = None
+    if completed:
+        out.update(
+            checkpoint=completed.get("id"),
+            state_size_kb=completed.get("state_size", 0) / 1024,
+            checkpointed_size_kb=completed.get("checkpointed_size", 0) / 1024,
+        )
     return out
 
 
@@ -92,8 +115,12 @@ def measure_rebuild(
     timeout_s: float,
     log=print,
     profile_to: Path | None = None,
+    state_every_s: float | None = None,
 ) -> dict:
-    """Submit (the trends job when `job` is None), time the rebuild, cancel the job."""
+    """Submit (the trends job when `job` is None), time the rebuild, cancel the job.
+
+    With `state_every_s`, also sample the checkpoint size and TaskManager RSS that often
+    (the soak: a rebuild long enough to pass the dedup TTL many times)."""
     pids = stack.status(config)["pids"]
     flink_pids = tuple(pid for role, pid in pids.items() if role.startswith("taskmanager") or role == "jobmanager")
     if job is None:
@@ -112,8 +139,10 @@ def measure_rebuild(
     samples: dict[str, list[dict[str, float]]] = {}
     profiler = None
     loads = [load_average()]
+    tms = taskmanager_pids(config)
+    state_samples: list[dict] = []
     try:
-        last_sample = 0.0
+        last_sample = last_state = 0.0
         while True:
             try:
                 done, consumed, total = operations._caught_up(config, targets)
@@ -122,6 +151,9 @@ def measure_rebuild(
             if done:
                 break
             now = time.monotonic()
+            if state_every_s and now - last_state >= state_every_s:
+                last_state = now
+                state_samples.append({**state_sample(config, job_id, tms, time.time() - watch.t0), "consumed": consumed})
             if now - last_sample >= 5:
                 last_sample = now
                 loads.append(load_average())
@@ -148,6 +180,8 @@ def measure_rebuild(
             if time.monotonic() > deadline:
                 raise RuntimeError("caught up, but no checkpoint completed afterwards")
             time.sleep(0.5)
+        if state_every_s:
+            state_samples.append({**state_sample(config, job_id, tms, time.time() - watch.t0), "consumed": consumed})
         cpu = watch.cpu()
         broker_cpu = broker.cpu()
         thread_cpu = threads.by_name()
@@ -192,4 +226,5 @@ def measure_rebuild(
         "busy": busy,
         "counters": counters,
         "load": loads,
+        **({"state_samples": state_samples} if state_every_s else {}),
     }

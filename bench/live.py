@@ -22,8 +22,9 @@ import json
 import threading
 import time
 
-from bench.common import load_average, rss_bytes
-from connectors import flink_cluster, flink_rest, stack
+from bench.common import load_average
+from bench.flink_run import state_sample, taskmanager_pids
+from connectors import flink_cluster
 from connectors.synthetic import GeneratorConfig, iter_synthetic
 from feedtrends import operations
 from core.config import Config
@@ -104,7 +105,7 @@ def live_run(
     )
     from kafka import KafkaProducer
 
-    tm = stack.status(config)["pids"].get("taskmanager")
+    tms = taskmanager_pids(config)
     job_id = operations.start_job(config, None, echo=lambda line: None)
     log(f"  job {job_id} running; producing {rate:.0f} events/s for {seconds:.0f}s; load {load_average()}")
     watcher = _RowWatcher(config.kafka_bootstrap, config.trends_topic)
@@ -132,14 +133,14 @@ def live_run(
             last_ts = ts
             if now >= next_sample:
                 next_sample += sample_s
-                samples.append(_sample(config, job_id, tm, now - t_start))
+                samples.append(state_sample(config, job_id, tms, now - t_start))
         producer.flush(timeout=60)
         # Windows that the last event can close; give their rows time to commit.
         closable = [ws for ws in produced if ws + window_ms + out_of_orderness_ms + 1 <= last_ts]
         wait_until = time.monotonic() + 30
         while time.monotonic() < wait_until and not all(ws in watcher.first_seen for ws in closable):
             time.sleep(0.5)
-        samples.append(_sample(config, job_id, tm, time.time() - t_start))
+        samples.append(state_sample(config, job_id, tms, time.time() - t_start))
     finally:
         watcher.stop_flag.set()
         watcher.join(timeout=10)
@@ -175,18 +176,3 @@ def live_run(
         "load": load_average(),
         "watcher_error": repr(watcher.error) if watcher.error else None,
     }
-
-
-def _sample(config: Config, job_id: str, tm_pid: int | None, elapsed: float) -> dict:
-    out = {"t_s": round(elapsed, 1), "tm_rss_mb": rss_bytes(tm_pid) / 2**20 if tm_pid else None, "load": load_average()}
-    try:
-        completed = (flink_rest.call(config, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed")
-    except flink_cluster.ClusterError:
-        completed = None
-    if completed:
-        out.update(
-            checkpoint=completed.get("id"),
-            state_size_kb=completed.get("state_size", 0) / 1024,
-            checkpointed_size_kb=completed.get("checkpointed_size", 0) / 1024,
-        )
-    return out
