@@ -15,7 +15,8 @@ import argparse
 import pickle
 import time
 
-VARIANTS = ("map", "key", "value-state", "map-state", "timer", "put-11", "put-all-11", "pickle-11")
+VARIANTS = ("map", "key", "value-state", "map-state", "timer", "put-11", "put-all-11", "pickle-11",
+            "trend-row", "trend-json", "trend-rows-10", "trend-batch-10")
 _STATE_VALUE = (1, ["a", "b"], [[1, "x", "title"]])
 
 
@@ -77,6 +78,17 @@ def _functions():
     }
 
 
+def _trend_row():
+    from udfs.trend_row import TrendRow
+
+    return TrendRow(
+        window_start=1_700_000_000_000, window_end=1_700_003_600_000, term="storm bram", articles=12, feeds=4,
+        baseline=2.25, score=3.4142, rank=7, revision=1, emitted_at=1_700_003_700_000,
+        examples=("Storm Bram hits the coast", "Ferries cancelled as storm nears", "Red warning issued"),
+        aliases=("bram", "ferries"), links=("https://a.example/1", "https://b.example/2", ""),
+    )
+
+
 def run(variant: str, backend: str, records: int) -> float:
     from pyflink.common import Configuration, Types
     from pyflink.datastream import StreamExecutionEnvironment
@@ -97,6 +109,29 @@ def run(variant: str, backend: str, records: int) -> float:
     )
     if variant == "map":
         source.map(lambda v: v).process(functions["drop"]())
+    elif variant.startswith("trend-"):
+        # Output rows out of Python: each with all its columns as a Flink row (what the sinks
+        # took before the JVM unpacked the ranker's batches), or only its JSON text; "-10": ten
+        # rows per record, as ten Flink rows or as one batch string (`batch_json`).
+        from pyflink.common import Row
+
+        from connectors.flink_io import TREND_COLUMNS
+        from udfs.trend_row import batch_json
+
+        TREND_TYPE = Types.ROW_NAMED([name for name, _, _ in TREND_COLUMNS], [t for _, _, t in TREND_COLUMNS])
+        row = _trend_row()
+
+        def to_sink_row(r):
+            return Row(*r.column_values(), r.key(), r.json_text())
+
+        if variant == "trend-row":
+            source.map(lambda v: to_sink_row(row), output_type=TREND_TYPE)
+        elif variant == "trend-json":
+            source.map(lambda v: row.json_text(), output_type=Types.STRING())
+        elif variant == "trend-rows-10":
+            source.flat_map(lambda v: (to_sink_row(row) for _ in range(10)), output_type=TREND_TYPE)
+        else:
+            source.map(lambda v: batch_json(row for _ in range(10)), output_type=Types.STRING())
     else:
         source.key_by(lambda v: v[0], key_type=Types.INT()).process(functions[variant]())
     start = time.monotonic()

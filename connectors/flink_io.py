@@ -29,7 +29,7 @@ from pyflink.table.expressions import col
 from connectors.flink_cluster import SOURCE_TABLE
 from core.config import Config
 from udfs.event import MIN_PUBLISHED_AT_MS
-from udfs.trend_row import COLUMNS, TrendRow
+from udfs.trend_row import COLUMNS
 
 # A Kafka record reaches the job as Row(value, topic, partition, offset, pt, event_time):
 # pt its processing time (what "first copy" and "the partition's max so far" are
@@ -46,20 +46,14 @@ _FLINK_KINDS = {
 }
 
 # One output row as the sinks take it: the row's columns (Parquet) plus the Kafka key
-# and JSON value, all derived from the one spec of the row.
+# and JSON value, all derived from the one spec of the row.  The ranker hands over a
+# batch of rows as one string (`udfs.trend_row.batch_json`); `unpack_trend_rows`
+# (connectors/jvm) turns it into these columns in the JVM.
 TREND_COLUMNS = [(c.name, *_FLINK_KINDS[c.kind]) for c in COLUMNS] + [
     ("kafka_key", "STRING", Types.STRING()),
     ("kafka_value", "STRING", Types.STRING()),
 ]
-TREND_FIELDS = [name for name, _, _ in TREND_COLUMNS]
-TREND_TYPE = Types.ROW_NAMED(TREND_FIELDS, [t for _, _, t in TREND_COLUMNS])
 PARQUET_COLUMNS = TREND_COLUMNS[: len(COLUMNS)]
-
-
-def to_sink_row(row: TrendRow) -> Row:
-    """A trend row as the sinks take it (TREND_TYPE): its columns, then the Kafka key and JSON value."""
-    values = row.column_values()
-    return Row(*values, row.key(), row.json_text(values))
 
 
 # Dead-letter and late records: a key (may be None) and a JSON value.
@@ -254,7 +248,11 @@ class TrendSinks:
               {_with(parquet_options)}
             )"""
         )
-        t_env.create_temporary_view("trend_rows", t_env.from_data_stream(trends))
+        # `trends` is the ranker's batches of rows (one JSON string each): one row each out of the JVM.
+        t_env.create_temporary_view("trend_batches", t_env.from_data_stream(trends))
+        t_env.create_temporary_view("trend_rows", t_env.sql_query(
+            "SELECT t.* FROM trend_batches, LATERAL TABLE(unpack_trend_rows(f0)) AS t"
+        ))
         t_env.create_temporary_view("dlq_rows", t_env.from_data_stream(dlq))
         t_env.create_temporary_view("late_rows", t_env.from_data_stream(late))
         parquet_cols = ", ".join(f"`{name}`" for name, _, _ in PARQUET_COLUMNS)
@@ -270,13 +268,15 @@ class TrendSinks:
 WATERMARK_RESTORER = "feedtrends.flink.WatermarkRestorer"
 TERM_BUCKET_KEY = "feedtrends.flink.TermBucketKey"
 FOLD_TERM_HITS = "feedtrends.flink.FoldTermHits"
+TREND_ROWS = "feedtrends.flink.TrendRows"
 
 
 def register_jvm_functions(t_env: StreamTableEnvironment) -> None:
     """SQL functions the job's queries call, from the job's own jar: `term_bucket_key(term, keys)`,
-    `fold_term_hits(hits, k)`."""
+    `fold_term_hits(hits, k)`, `unpack_trend_rows(batch)` (a table function)."""
     t_env.create_java_temporary_function("term_bucket_key", TERM_BUCKET_KEY)
     t_env.create_java_temporary_function("fold_term_hits", FOLD_TERM_HITS)
+    t_env.create_java_temporary_function("unpack_trend_rows", TREND_ROWS)
 
 
 def with_restored_watermarks(t_env: StreamTableEnvironment, records: Table, config: Config) -> Table:

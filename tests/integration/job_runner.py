@@ -36,7 +36,7 @@ def run_job(records: list[Record], config: Config, *, bundle_size: int | None = 
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    from connectors.flink_io import TREND_FIELDS, CollectionRecordSource
+    from connectors.flink_io import CollectionRecordSource
     from connectors.stack.flink import python_worker_settings
     from jobs.trends import build
 
@@ -51,9 +51,10 @@ def run_job(records: list[Record], config: Config, *, bundle_size: int | None = 
     outputs = build(env, t_env, config, CollectionRecordSource(tuple(records), config))
     tagged = Types.ROW([Types.STRING(), Types.STRING()])
     # New chains: a Python map fused into the uid'd rank operator collides with its uid.
-    kafka_value = TREND_FIELDS.index("kafka_value")
+    # A trends record is a batch of rows (JSON); the sinks' unpack_trend_rows is held to Python's
+    # reading of it in tests/integration/test_trend_rows_jvm.py.
     collected = (
-        outputs.trends.map(lambda r: Row("trend", r[kafka_value]), output_type=tagged).uid("test-trends").start_new_chain()
+        outputs.trends.map(lambda batch: Row("trend", batch), output_type=tagged).uid("test-trends").start_new_chain()
     ).union(
         outputs.dead_letters.map(lambda r: Row("dlq", r[1]), output_type=tagged).uid("test-dlq").start_new_chain(),
         outputs.late.map(lambda r: Row("late", r[1]), output_type=tagged).uid("test-late").start_new_chain(),
@@ -62,7 +63,7 @@ def run_job(records: list[Record], config: Config, *, bundle_size: int | None = 
     with collected.execute_and_collect() as results:
         for kind, value in results:
             if kind == "trend":
-                result.emitted.append(TrendRow.from_json(value))
+                result.emitted.extend(TrendRow.from_json(json.dumps(obj)) for obj in json.loads(value))
             elif kind == "dlq":
                 result.dead_letters.append(json.loads(value))
             else:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs.trend_row import COLUMNS, JSON_COLUMNS, TrendRow, utc_date
+from udfs.trend_row import COLUMNS, JSON_COLUMNS, TrendRow, batch_json, utc_date
 
 ROW = TrendRow(
     window_start=1_700_000_000_000,
@@ -81,7 +81,10 @@ def test_json_round_trip_property(ws: int, term: str, sc: float, rank: int | Non
     plain = {c.name: v for c, v in zip(COLUMNS, row.column_values()) if not c.partition}
     expected = json.dumps(plain, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     assert row.json_text() == expected and row.to_json() == expected.encode("utf-8")
-    assert row.json_text(row.column_values()) == expected
+    # In a batch, each row's object is its JSON text: the sinks cut the Kafka value out of it.
+    other = TrendRow(ws, ws + 1, term + "x", 2, 1, 0.5, sc, None, 2, 0, ())
+    assert batch_json([row, other]) == f"[{expected},{other.json_text()}]"
+    assert batch_json([]) == "[]"
 
 
 @pytest.mark.parametrize(
