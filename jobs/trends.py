@@ -38,7 +38,7 @@ from pyflink.datastream import (
     RuntimeContext,
     StreamExecutionEnvironment,
 )
-from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 from pyflink.datastream.time_domain import TimeDomain
 from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
@@ -315,18 +315,19 @@ class Rank(KeyedProcessFunction):
         self.flush_ms = config.idleness_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # term -> (last emitted TrendRow, its Candidate); term -> Candidate not yet ranked
-        self.previous = runtime_context.get_map_state(
-            MapStateDescriptor("previous", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
-        )
-        self.pending = runtime_context.get_map_state(
-            MapStateDescriptor("pending", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+        # The window's rows as one value, {term: (last emitted TrendRow, its Candidate)}, and the
+        # batches of candidates not yet ranked, in arrival order (a later one wins).  One state call
+        # per ranking and per batch: a map entry per term cost more than ranking it, and every
+        # ranking with news reads all the window's rows anyway.
+        self.previous = runtime_context.get_state(ValueStateDescriptor("rows", Types.PICKLED_BYTE_ARRAY()))
+        self.pending = runtime_context.get_list_state(
+            ListStateDescriptor("pending-batches", Types.PICKLED_BYTE_ARRAY())
         )
         self.rows_out = runtime_context.get_metrics_group().counter("rows_out")
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
         ws, candidates, watermark = value
-        self.pending.put_all({term: tuple(candidate) for term, candidate in candidates})
+        self.pending.add(tuple((term, tuple(candidate)) for term, candidate in candidates))
         timers = ctx.timer_service()
         for ts in rank_timers(ws, watermark, self.size_ms, self.lateness_ms, self.n):
             timers.register_event_time_timer(ts)
@@ -338,25 +339,29 @@ class Rank(KeyedProcessFunction):
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
             # No watermark came since these candidates arrived: rank them at the current one.
             timestamp = ctx.timer_service().current_watermark()
-        pending = dict(self.pending.items())
+        pending: dict = {}
+        for batch in self.pending.get() or ():
+            pending.update(batch)
         if not pending and timestamp < expiry_time(ws, self.size_ms, self.lateness_ms, self.n):
             return
+        previous = (self.previous.value() or {}) if pending else {}
         step = rank_fire(
-            dict(self.previous.items()) if pending else {}, pending, timestamp, ws,
+            previous, pending, timestamp, ws,
             size_ms=self.size_ms, lateness_ms=self.lateness_ms, n=self.n, min_support=self.min_support,
             emitted_at=int(time.time() * 1000),
         )
         if pending:
             self.pending.clear()
+        if step.clear:
+            self.previous.clear()
+        elif step.changed:
+            previous.update({row.term: (row, tuple(candidate)) for row, candidate in step.changed})
+            self.previous.update(previous)
         if step.changed:
-            self.previous.put_all({row.term: (row, tuple(candidate)) for row, candidate in step.changed})
             self.rows_out.inc(len(step.changed))
             # All the changed rows as one string: the JVM unpacks them for the sinks
             # (converting a Flink row per output row out of Python cost more than ranking it).
             yield batch_json(row for row, _ in step.changed)
-        if step.clear:
-            self.previous.clear()
-            self.pending.clear()
 
 
 class JobOutputs(NamedTuple):
