@@ -180,13 +180,14 @@ def parse_state_key(key: str) -> tuple[int, str]:
     return int(ws), term
 
 
-# A term's article count in an expired window, kept for its long run (udfs/trend.py), is
-# kept in the same map state as the windows' counts, under "a<window_start> <term>".
+# An expired window's article count per term, kept for the terms' long runs (udfs/trend.py),
+# is kept in the same map state as the windows' counts, as one entry {term: articles} under
+# "a<window_start>": it is written once and dropped once, so one entry per window, not per term.
 ARCHIVE_PREFIX = "a"
 
 
-def archive_key(ws: int, term: str) -> str:
-    return ARCHIVE_PREFIX + state_key(ws, term)
+def archive_key(ws: int) -> str:
+    return f"{ARCHIVE_PREFIX}{ws}"
 
 
 @dataclass
@@ -248,8 +249,9 @@ class BucketWindows:
             self.timer_watermark = timer_watermark
         for key, agg_state in items:
             if key.startswith(ARCHIVE_PREFIX):
-                ws, term = parse_state_key(key[len(ARCHIVE_PREFIX):])
-                self._archive(ws, term, int(agg_state))
+                ws = int(key[len(ARCHIVE_PREFIX):])
+                for term, articles in agg_state.items():
+                    self._archive(ws, term, articles)
                 continue
             ws, term = parse_state_key(key)
             self._put(ws, term, TermWindow.from_state(agg_state))
@@ -341,21 +343,23 @@ class BucketWindows:
                     (term, self._candidate(term, ws, long_run)) for term in sorted(self.by_window[ws])
                 )))
         for ws in sorted(w for w in self.by_window if expiry_time(w, self.size_ms, self.lateness_ms, self.n) <= timestamp):
+            archived: dict[str, int] = {}
             for term in self.by_window.pop(ws):
                 step.removes.append(state_key(ws, term))
                 history = self.by_term[term]
-                self._archive(ws, term, history.pop(ws).articles)
-                step.puts[archive_key(ws, term)] = self.archive[term][ws]
+                archived[term] = history.pop(ws).articles
+                self._archive(ws, term, archived[term])
                 if not history:
                     del self.by_term[term]
+            step.puts[archive_key(ws)] = archived
             self.fire_timers.discard(ws)
             self.expiry_timers.discard(ws)
         # Only the last LONG_RUN_WINDOWS expired windows can still be in a long run; none after the input's end.
         keep = 0 if timestamp >= MAX_WATERMARK else LONG_RUN_WINDOWS
         for ws in sorted(self.archive_by_window)[: max(0, len(self.archive_by_window) - keep)]:
+            step.puts.pop(archive_key(ws), None)
+            step.removes.append(archive_key(ws))
             for term in self.archive_by_window.pop(ws):
-                step.puts.pop(archive_key(ws, term), None)
-                step.removes.append(archive_key(ws, term))
                 archived = self.archive[term]
                 del archived[ws]
                 if not archived:
