@@ -47,12 +47,13 @@ _FLINK_KINDS = {
 
 # One output row as the sinks take it: the row's columns (Parquet) plus the Kafka key
 # and JSON value, all derived from the one spec of the row.  The ranker hands over a
-# batch of rows as one string (`udfs.trend_row.batch_json`); `unpack_trend_rows`
-# (connectors/jvm) turns it into these columns in the JVM.
+# batch of rows as one string (`udfs.trend_row.batch_json`); `unpack_trend_rows` makes
+# these rows of it in the JVM.
 TREND_COLUMNS = [(c.name, *_FLINK_KINDS[c.kind]) for c in COLUMNS] + [
     ("kafka_key", "STRING", Types.STRING()),
     ("kafka_value", "STRING", Types.STRING()),
 ]
+TREND_TYPE = Types.ROW_NAMED([name for name, _, _ in TREND_COLUMNS], [t for _, _, t in TREND_COLUMNS])
 PARQUET_COLUMNS = TREND_COLUMNS[: len(COLUMNS)]
 
 
@@ -248,11 +249,8 @@ class TrendSinks:
               {_with(parquet_options)}
             )"""
         )
-        # `trends` is the ranker's batches of rows (one JSON string each): one row each out of the JVM.
-        t_env.create_temporary_view("trend_batches", t_env.from_data_stream(trends))
-        t_env.create_temporary_view("trend_rows", t_env.sql_query(
-            "SELECT t.* FROM trend_batches, LATERAL TABLE(unpack_trend_rows(f0)) AS t"
-        ))
+        # `trends` is the ranker's batches of rows (one JSON string each).
+        t_env.create_temporary_view("trend_rows", t_env.from_data_stream(unpack_trend_rows(trends)))
         t_env.create_temporary_view("dlq_rows", t_env.from_data_stream(dlq))
         t_env.create_temporary_view("late_rows", t_env.from_data_stream(late))
         parquet_cols = ", ".join(f"`{name}`" for name, _, _ in PARQUET_COLUMNS)
@@ -271,12 +269,31 @@ FOLD_TERM_HITS = "feedtrends.flink.FoldTermHits"
 TREND_ROWS = "feedtrends.flink.TrendRows"
 
 
+def _jvm_class(name: str):
+    """A class of the job's jar on the gateway, by its one dotted name."""
+    from pyflink.java_gateway import get_gateway
+
+    return reduce(getattr, name.split("."), get_gateway().jvm)
+
+
 def register_jvm_functions(t_env: StreamTableEnvironment) -> None:
     """SQL functions the job's queries call, from the job's own jar: `term_bucket_key(term, keys)`,
-    `fold_term_hits(hits, k)`, `unpack_trend_rows(batch)` (a table function)."""
+    `fold_term_hits(hits, k)`."""
     t_env.create_java_temporary_function("term_bucket_key", TERM_BUCKET_KEY)
     t_env.create_java_temporary_function("fold_term_hits", FOLD_TERM_HITS)
-    t_env.create_java_temporary_function("unpack_trend_rows", TREND_ROWS)
+
+
+def unpack_trend_rows(batches: DataStream) -> DataStream:
+    """The ranker's batches (JSON strings) -> one TREND_TYPE row per trend row, in the JVM
+    (`TrendRows`, the job's jar), chained to the ranker at its parallelism."""
+    j_in = batches._j_data_stream
+    j_out = (
+        j_in.flatMap(_jvm_class(TREND_ROWS)(), TREND_TYPE.get_java_type_info())
+        .name("unpack-trend-rows")
+        .uid("unpack-trend-rows")
+        .setParallelism(j_in.getParallelism())
+    )
+    return DataStream(j_out)
 
 
 def with_restored_watermarks(t_env: StreamTableEnvironment, records: Table, config: Config) -> Table:
@@ -287,15 +304,12 @@ def with_restored_watermarks(t_env: StreamTableEnvironment, records: Table, conf
     windows (Flink keeps no watermark in a checkpoint).  The operator runs at the source's
     parallelism, chained to it, so each partition's records keep their order.
     """
-    from pyflink.java_gateway import get_gateway
-
     lag = config.out_of_orderness_ms + 1
     stream = t_env.to_data_stream(records.select(
         col("value"), col("topic"), col("partition"), col("offset"), col("event_time")
     ))
     j_in = stream._j_data_stream
-    # gateway.jvm.feedtrends.flink.WatermarkRestorer, by its one name
-    operator = reduce(getattr, WATERMARK_RESTORER.split("."), get_gateway().jvm)(lag)
+    operator = _jvm_class(WATERMARK_RESTORER)(lag)
     j_out = (
         j_in.transform("watermark-restore", j_in.getType(), operator)
         .uid("watermark-restore")

@@ -21,7 +21,7 @@ steps as plain Python, for the property tests.  Sources and sinks come from `con
                                    refreshes fired windows on late data
       -> rank        key window    ranks, revisions -> trend rows, one batch (JSON) per ranking
                                                          -- JVM (connectors/flink_io.TrendSinks):
-      -> unpack_trend_rows         a row per revision: columns, Kafka key and value -> Kafka, Parquet
+      -> unpack-trend-rows         a row per revision: columns, Kafka key and value -> Kafka, Parquet
 """
 
 from __future__ import annotations

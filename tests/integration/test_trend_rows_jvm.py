@@ -1,4 +1,4 @@
-"""The JVM's `unpack_trend_rows` turns the ranker's batches back into Python's rows, for the sinks."""
+"""The JVM's `unpack_trend_rows` (`TrendRows`) turns the ranker's batches back into Python's rows, for the sinks."""
 
 from __future__ import annotations
 
@@ -24,28 +24,19 @@ def _row(rng: random.Random) -> TrendRow:
 
 
 def test_the_jvm_unpacks_pythons_rows() -> None:
-    from pyflink.table import EnvironmentSettings, TableEnvironment
+    from pyflink.common import Types
+    from pyflink.datastream import StreamExecutionEnvironment
 
-    from connectors.flink_io import TREND_COLUMNS, register_jvm_functions
+    from connectors.flink_io import TREND_COLUMNS, unpack_trend_rows
 
-    t_env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
-    register_jvm_functions(t_env)
     rng = random.Random(7)
     batches = [[_row(rng) for _ in range(n)] for n in (1, 2, 5, 40, 0)]
-    values = ", ".join(f"({i}, '{batch_json(rows).replace(chr(39), chr(39) * 2)}')" for i, rows in enumerate(batches))
-    table = t_env.sql_query(
-        f"SELECT b.i, t.* FROM (VALUES {values}) AS b (i, batch), LATERAL TABLE(unpack_trend_rows(batch)) AS t"
-    )
-    # The function's row is the sinks' row, column for column (types as Flink SQL prints them).
-    schema = table._j_table.getResolvedSchema()
-    assert list(schema.getColumnNames())[1:] == [name for name, _, _ in TREND_COLUMNS]
-    got_types = [t.toString().replace(" NOT NULL", "") for t in list(schema.getColumnDataTypes())[1:]]
-    assert got_types == [sql for _, sql, _ in TREND_COLUMNS]
-
-    with table.execute().collect() as result:
-        got: dict[int, list[tuple]] = {}
-        for r in result:
-            got.setdefault(r[0], []).append(tuple(r[1:]))
-    expected = {i: [(*row.column_values(), row.key(), row.json_text()) for row in rows]
-                for i, rows in enumerate(batches) if rows}
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    stream = env.from_collection([batch_json(rows) for rows in batches], type_info=Types.STRING())
+    with unpack_trend_rows(stream).execute_and_collect() as result:
+        got = [tuple(list(v) if isinstance(v, (list, tuple)) else v for v in row) for row in result]
+    # Python's own reading of each row, column for column (TREND_COLUMNS' order), in order.
+    expected = [(*row.column_values(), row.key(), row.json_text()) for rows in batches for row in rows]
+    assert len(expected[0]) == len(TREND_COLUMNS)
     assert got == expected

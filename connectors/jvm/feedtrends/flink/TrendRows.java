@@ -6,33 +6,29 @@ import java.time.LocalDate;
 import java.util.ArrayList;
 import java.util.List;
 
+import org.apache.flink.api.common.functions.FlatMapFunction;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.json.JsonReadFeature;
-import org.apache.flink.table.annotation.DataTypeHint;
-import org.apache.flink.table.annotation.FunctionHint;
-import org.apache.flink.table.functions.TableFunction;
 import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
 
 /**
- * {@code unpack_trend_rows(batch)}: the ranker's output rows, a JSON array of the rows' JSON objects
- * (each exactly {@code TrendRow.json_text()}), as the sinks take them: one row each, with its
- * columns ({@code udfs.trend_row.COLUMNS}, in that order, {@code window_date} the UTC date of
- * {@code window_start}), then the Kafka key ({@code TrendRow.key()}) and the Kafka value,
- * which is the object's own text, byte for byte.
+ * The ranker's output rows, a JSON array of the rows' JSON objects (each exactly
+ * {@code TrendRow.json_text()}), as the sinks take them: one row each, with its columns
+ * ({@code udfs.trend_row.COLUMNS}, in that order, {@code window_date} the UTC date of
+ * {@code window_start}), then the Kafka key ({@code TrendRow.key()}) and the Kafka value, which
+ * is the object's own text, byte for byte. The row type is the sinks' ({@code
+ * connectors.flink_io.TREND_TYPE}), given where the job applies this function.
  *
  * <p>Why in the JVM: the ranker then hands over one string per ranking instead of a Flink row
  * of sixteen fields per output row, each converted field by field between Python and Java.
- * The output type below must stay the sinks' row type; tests/integration hold the two to each
- * other and the rows to Python's.
+ * A DataStream function, not a SQL table function: a correlate's output row keeps its input
+ * (the whole batch), and the chain copies every row it passes on. tests/integration hold the
+ * rows to Python's.
  */
-@FunctionHint(output = @DataTypeHint(
-        "ROW<window_start BIGINT, window_end BIGINT, term STRING, articles INT, feeds INT, baseline DOUBLE,"
-                + " score DOUBLE, `rank` INT, revision INT, emitted_at BIGINT, examples ARRAY<STRING>,"
-                + " aliases ARRAY<STRING>, links ARRAY<STRING>, window_date STRING, kafka_key STRING,"
-                + " kafka_value STRING>"))
-public class TrendRows extends TableFunction<Row> {
+public class TrendRows implements FlatMapFunction<String, Row> {
     private static final long serialVersionUID = 1L;
 
     private static final long DAY_MS = 86_400_000L;
@@ -42,7 +38,8 @@ public class TrendRows extends TableFunction<Row> {
             .enable(JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS)
             .build();
 
-    public void eval(String batch) {
+    @Override
+    public void flatMap(String batch, Collector<Row> out) {
         if (batch == null) {
             return;
         }
@@ -57,10 +54,10 @@ public class TrendRows extends TableFunction<Row> {
                 row.setField(13, LocalDate.ofEpochDay(Math.floorDiv(windowStart, DAY_MS)).toString());
                 row.setField(14, windowStart + "|" + row.getField(2));
                 row.setField(15, batch.substring(start, end));
-                collect(row);
+                out.collect(row);
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("unpack_trend_rows: not an array of trend rows", e);
+            throw new UncheckedIOException("TrendRows: not an array of trend rows", e);
         }
     }
 
