@@ -115,10 +115,9 @@ def run(variant: str, backend: str, records: int) -> float:
         # rows per record, as ten Flink rows or as one batch string (`batch_json`).
         from pyflink.common import Row
 
-        from connectors.flink_io import TREND_COLUMNS
+        from connectors.flink_io import TREND_TYPE
         from udfs.trend_row import batch_json
 
-        TREND_TYPE = Types.ROW_NAMED([name for name, _, _ in TREND_COLUMNS], [t for _, _, t in TREND_COLUMNS])
         row = _trend_row()
 
         def to_sink_row(r):

@@ -84,8 +84,8 @@ class StreamingSim:
         self.seen: dict[str, bool] = {}  # dedup: ValueState[bool] per article_id (TTL in Flink)
         self.windows: dict[int, BucketWindows] = {}  # term-windows: state per bucket key
         self.window_timers = Timers()
-        self.previous: dict[int, dict[str, tuple]] = {}  # rank: MapState term -> (TrendRow, Candidate) per window
-        self.pending: dict[int, dict[str, Any]] = {}  # rank: MapState term -> Candidate per window
+        self.previous: dict[int, dict[str, tuple]] = {}  # rank: the window's rows, {term: (TrendRow, Candidate)}
+        self.pending: dict[int, dict[str, Any]] = {}  # rank: its pending batches, merged in arrival order
         self.rank_timers = Timers()
         # outputs
         self.emitted: list[TrendRow] = []
