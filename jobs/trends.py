@@ -380,6 +380,12 @@ def build(
     env.set_parallelism(p)
     # Fixed, so key groups (and the term buckets' key labels) never depend on p.
     env.set_max_parallelism(MAX_PARALLELISM)
+    # Chained operators hand records on without a deep copy.  Safe here: the table
+    # runtime's operators copy what they buffer, the Python operators convert each
+    # record into Python objects, and the job's Java operators (WatermarkRestorer,
+    # TrendRows) neither keep nor change a record they have passed on.  Without it,
+    # every term row of the window function was copied with its title at each hop.
+    env.get_config().enable_object_reuse()
 
     # The JVM operators' state (each partition's max, the first copies) expires as
     # the dedup TTL says, on processing time from its last write.
