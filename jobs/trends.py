@@ -12,7 +12,7 @@ steps as plain Python, for the property tests.  Sources and sinks come from `con
       -> Deduplicate key article_id  first copy wins (state: seen, TTL)
       -> lateness + split          dlq / late / count (window not fired) / article (fired, within lateness)
       -> count rows: window table function per (window, term bucket): its term hits, folded per
-                                   term (fold_term_hits), as JSON, once
+                                   term (fold_term_hits, before and after the exchange), as JSON, once
                                                          -- Python from here on:
       -> route                     counted (window, bucket) -> one record (its JSON); article -> one
                                    record per term bucket; rejected -> DLQ, late -> late side output
@@ -26,6 +26,7 @@ steps as plain Python, for the property tests.  Sources and sinks come from `con
 
 from __future__ import annotations
 
+import pickle
 import time
 from typing import Iterator, NamedTuple
 
@@ -119,8 +120,11 @@ def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
     term bucket) by the window table function, whose watermark is never ahead of
     the one here (watermarks travel behind the rows before them), so it drops none
     of them; each (window, bucket) leaves the JVM once, its term hits folded into
-    one aggregate per term (`fold_term_hits`, connectors/jvm) as JSON:
-    term-windows then takes one record per (window, bucket), not one per (window,
+    one aggregate per term (`fold_term_hits`, connectors/jvm) as JSON.  The planner
+    splits that aggregation into a local part before the exchange by bucket and a
+    global part after it; the local part sends its partial aggregates before the
+    watermark that fires their window, so the global part drops none either.
+    Term-windows then takes one record per (window, bucket), not one per (window,
     term) (a keyed Python record costs far more than folding its terms).  The
     bucket is `udfs.buckets.bucket_key`, computed in the JVM by `term_bucket_key`
     (connectors/jvm), so an article routed one by one lands on the same key.  A
@@ -233,7 +237,7 @@ class Route(ProcessFunction):
 class TermWindows(KeyedProcessFunction):
     """Keyed by term bucket (udfs/buckets.py): a shell over `udfs.operators.BucketWindows`.
 
-    Emits (window_start, ((term, Candidate), ...), watermark) when a window fires, and
+    Emits (window_start, pickled ((term, Candidate), ...), watermark) when a window fires, and
     again for a fired window (and the later fired windows whose baseline includes
     it) when late data within the allowed lateness changes it.  One record in
     carries all of an article's terms in the bucket, one record out all of a
@@ -286,7 +290,7 @@ class TermWindows(KeyedProcessFunction):
             )
         self._apply(step, ctx.timer_service())
         for w, candidates in step.out:
-            yield w, candidates, step.watermark
+            yield w, _pickled(candidates), step.watermark
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
         step = self._bucket(ctx.get_current_key()).on_timer(timestamp)
@@ -294,7 +298,16 @@ class TermWindows(KeyedProcessFunction):
         self._apply(step, ctx.timer_service())
         # The watermark has reached the timer: it is at least `timestamp`.
         for ws, candidates in step.out:
-            yield ws, candidates, timestamp
+            yield ws, _pickled(candidates), timestamp
+
+
+def _pickled(candidates) -> bytes:
+    """A window's candidates as the ranker keeps them pending: ((term, candidate as a plain tuple), ...).
+
+    Pickled once here, they cross the key-by, the exchange and the ranker's pending
+    state as bytes, and are unpickled once when ranked; handed over as objects, each
+    of those steps pickled or unpickled every candidate again."""
+    return pickle.dumps(tuple((term, tuple(candidate)) for term, candidate in candidates), pickle.HIGHEST_PROTOCOL)
 
 
 class Rank(KeyedProcessFunction):
@@ -319,14 +332,15 @@ class Rank(KeyedProcessFunction):
         # per ranking and per batch: a map entry per term cost more than ranking it, and every
         # ranking with news reads all the window's rows anyway.
         self.previous = runtime_context.get_state(ValueStateDescriptor("rows", Types.PICKLED_BYTE_ARRAY()))
+        # Each batch as term-windows pickled it (`_pickled`).
         self.pending = runtime_context.get_list_state(
-            ListStateDescriptor("pending-batches", Types.PICKLED_BYTE_ARRAY())
+            ListStateDescriptor("pending-pickled", Types.PRIMITIVE_ARRAY(Types.BYTE()))
         )
         self.rows_out = runtime_context.get_metrics_group().counter("rows_out")
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context) -> Iterator:
         ws, candidates, watermark = value
-        self.pending.add(tuple((term, tuple(candidate)) for term, candidate in candidates))
+        self.pending.add(candidates)
         timers = ctx.timer_service()
         for ts in rank_timers(ws, watermark, self.size_ms, self.lateness_ms, self.n):
             timers.register_event_time_timer(ts)
@@ -340,7 +354,7 @@ class Rank(KeyedProcessFunction):
             timestamp = ctx.timer_service().current_watermark()
         pending: dict = {}
         for batch in self.pending.get() or ():
-            pending.update(batch)
+            pending.update(pickle.loads(batch))
         if not pending and timestamp < expiry_time(ws, self.size_ms, self.lateness_ms, self.n):
             return
         previous = (self.previous.value() or {}) if pending else {}
@@ -405,7 +419,7 @@ def build(
     # -> (bucket key, "counted", (window_start, folded JSON)) | (bucket key, "article", (window_start, terms, article fields))
     term_hits = routed.process(Route(config)).name("route").uid("route").set_parallelism(p)
 
-    # -> (window_start, ((term, Candidate), ...), watermark)
+    # -> (window_start, pickled ((term, candidate), ...), watermark)
     # The uid names the state layout ("<window_start> <term>" keyed by bucket); the
     # earlier per-term layout ("term-windows") does not map onto it: upgrade by replay.
     candidates = (
