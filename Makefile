@@ -11,7 +11,7 @@ VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/jars/.resolved
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help install jars schemas browser up down status demo test test-unit test-integration test-e2e test-faults bench bench-soak quality clean
+.PHONY: help install jars profiler schemas browser up down status demo test test-unit test-integration test-e2e test-faults bench bench-soak quality clean
 
 help:
 	@echo "make demo | test | up | down | status | test-unit | test-integration | test-e2e | schemas | clean"
@@ -121,6 +121,13 @@ bench-soak: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[bench]"
 	$(BIN)/python -m bench --events $(SOAK_EVENTS) --systems feedtrends --soak --dedup-ttl $(SOAK_TTL_MS) \
 		--live-seconds 0 --no-profile
+
+# async-profiler for `python -m bench --jvm-profile` (bench/jvm_profile.py), from Maven Central.
+PROFILER_STAMP := .cache/jars/profiler/.resolved
+$(PROFILER_STAMP): pom.xml
+	mvn --batch-mode --quiet -P profiler dependency:copy-dependencies
+	touch $@
+profiler: $(PROFILER_STAMP)
 
 clean: down
 	rm -rf $(VENV) .cache .state .pytest_cache .hypothesis

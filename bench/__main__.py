@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--taskmanagers", type=int, default=2,
                    help="TaskManagers of the private cluster (one embedded Python, one GIL, each; default 2)")
     p.add_argument("--no-profile", action="store_true", help="skip py-spy on the TaskManager")
+    p.add_argument("--jvm-profile", action="store_true",
+                   help="async-profiler on every TaskManager during the feedtrends rebuild (`make profiler` first)")
     p.add_argument("--keep-stack", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                     config = dataclasses.replace(config, dedup_ttl_ms=args.dedup_ttl)
                 r = measure_rebuild(config, targets, job=None, timeout_s=args.timeout, log=log,
                                     profile_to=None if args.no_profile else profile_path,
-                                    state_every_s=args.soak_sample_s if args.soak else None)
+                                    state_every_s=args.soak_sample_s if args.soak else None,
+                                    jvm_profile_to=RESULTS / f"feedtrends-jvm-{stamp}" if args.jvm_profile else None)
                 r["profile_top_leaf"] = summarize_profile(profile_path)
                 r["profile_inclusive"] = inclusive_profile(profile_path, (
                     "parse_event", "article_terms", "process_element (jobs/trends.py", "add_article",
@@ -225,6 +228,9 @@ def _print_summary(report: dict, systems: list[str]) -> None:
             print("feedtrends cpu by thread (ms/event): " + ", ".join(
                 f"{name} {1000 * cpu / ft['events']:.3f}" for name, cpu in threads
             ))
+    if ft.get("jvm_profile"):
+        shares = sorted(ft["jvm_profile"]["shares"].items(), key=lambda kv: -kv[1])
+        print("feedtrends jvm profile (% of samples, inclusive): " + ", ".join(f"{k} {v}" for k, v in shares))
     if ft.get("state_samples"):
         _print_soak(ft["state_samples"], report["dedup_ttl_ms"])
     live = report.get("live")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
+from bench import jvm_profile
 from bench.common import Stopwatch, ThreadCpu, load_average, rss_bytes
 from connectors import flink_cluster, flink_rest, stack
 from feedtrends import operations
@@ -107,6 +108,10 @@ def inclusive_profile(path: Path, needles: tuple[str, ...]) -> dict[str, float]:
     return {k: 100.0 * v / total for k, v in hits.items()} if total else {}
 
 
+# How long async-profiler samples a rebuild (from its first committed records).
+JVM_PROFILE_S = 40
+
+
 def measure_rebuild(
     config: Config,
     targets: dict[int, int],
@@ -116,11 +121,14 @@ def measure_rebuild(
     log=print,
     profile_to: Path | None = None,
     state_every_s: float | None = None,
+    jvm_profile_to: Path | None = None,
 ) -> dict:
     """Submit (the trends job when `job` is None), time the rebuild, cancel the job.
 
     With `state_every_s`, also sample the checkpoint size and TaskManager RSS that often
-    (the soak: a rebuild long enough to pass the dedup TTL many times)."""
+    (the soak: a rebuild long enough to pass the dedup TTL many times).  With
+    `jvm_profile_to` (a path prefix), run async-profiler on every TaskManager for
+    JVM_PROFILE_S seconds from the first committed records (`bench.jvm_profile`)."""
     pids = stack.status(config)["pids"]
     flink_pids = tuple(pid for role, pid in pids.items() if role.startswith("taskmanager") or role == "jobmanager")
     if job is None:
@@ -141,6 +149,9 @@ def measure_rebuild(
     loads = [load_average()]
     tms = taskmanager_pids(config)
     state_samples: list[dict] = []
+    jvm_lib = jvm_profile.native_library(jvm_profile_to.parent) if jvm_profile_to is not None else None
+    jvm_started: float | None = None
+    jvm_profiles: list[Path] = []
     try:
         last_sample = last_state = 0.0
         while True:
@@ -165,6 +176,11 @@ def measure_rebuild(
                 log(f"  committed {consumed}/{total} ({time.time() - watch.t0:.0f}s)")
                 if profile_to is not None and profiler is None and consumed > 0 and "taskmanager" in pids:
                     profiler = _profile(pids["taskmanager"], 20, profile_to)
+                if jvm_lib is not None and jvm_started is None and consumed > 0:
+                    jvm_profile.start(tms, jvm_lib)
+                    jvm_started = now
+            if jvm_started is not None and not jvm_profiles and now - jvm_started >= JVM_PROFILE_S:
+                jvm_profiles = jvm_profile.stop(tms, jvm_lib, jvm_profile_to)
             state = flink_cluster.job_details(config, job_id)["state"]
             if state not in ("RUNNING", "RESTARTING", "INITIALIZING", "CREATED"):
                 raise RuntimeError(f"job {job_id} is {state} before catching up")
@@ -197,6 +213,8 @@ def measure_rebuild(
         except flink_cluster.ClusterError:
             pass
     finally:
+        if jvm_started is not None and not jvm_profiles:
+            jvm_profiles = jvm_profile.stop(tms, jvm_lib, jvm_profile_to)
         if profiler is not None:
             try:
                 profiler.wait(timeout=40)
@@ -227,4 +245,6 @@ def measure_rebuild(
         "counters": counters,
         "load": loads,
         **({"state_samples": state_samples} if state_every_s else {}),
+        **({"jvm_profile": {"files": [str(p) for p in jvm_profiles], "shares": jvm_profile.shares(jvm_profiles)}}
+           if jvm_profiles else {}),
     }

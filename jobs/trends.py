@@ -332,9 +332,11 @@ class Rank(KeyedProcessFunction):
         # per ranking and per batch: a map entry per term cost more than ranking it, and every
         # ranking with news reads all the window's rows anyway.
         self.previous = runtime_context.get_state(ValueStateDescriptor("rows", Types.PICKLED_BYTE_ARRAY()))
-        # Each batch as term-windows pickled it (`_pickled`).
+        # Each batch as term-windows pickled it (`_pickled`): a bytes object, which the state's
+        # own pickling copies as it is (a PRIMITIVE_ARRAY(BYTE) list state fails to convert
+        # its elements back in thread mode).
         self.pending = runtime_context.get_list_state(
-            ListStateDescriptor("pending-pickled", Types.PRIMITIVE_ARRAY(Types.BYTE()))
+            ListStateDescriptor("pending-pickled", Types.PICKLED_BYTE_ARRAY())
         )
         self.rows_out = runtime_context.get_metrics_group().counter("rows_out")
 
