@@ -23,7 +23,8 @@ NATIVE = "linux-x64/libasyncProfiler.so"
 
 # Frames the summary counts (regular expressions on a whole stack), by what they stand for.
 FRAMES = {
-    "JIT and GC threads": r"^\[?start_thread",
+    "JIT compiler": r"CompileBroker::",
+    "JVM GC workers": r"GangWorker|ConcurrentGCThread|G1ServiceThread",
     "pemja (Python operators and function)": r"pemja/",
     "Python GC": r"gc_collect_main",
     "parse-record (Python scalar function)": r"EmbeddedPythonScalarFunctionOperator",
@@ -69,11 +70,11 @@ def start(pids: Iterable[int], lib: Path, interval_ms: int = 5) -> None:
 
 
 def stop(pids: Iterable[int], lib: Path, out_prefix: Path) -> list[Path]:
-    """Stop and write each TaskManager's collapsed stacks (thread names as the first frame)."""
+    """Stop and write each TaskManager's collapsed stacks, each stack under its thread's name."""
     paths = []
     for pid in pids:
         path = out_prefix.with_name(f"{out_prefix.name}-{pid}.collapsed")
-        _agent(pid, lib, f"stop,file={path},collapsed")
+        _agent(pid, lib, f"stop,file={path},collapsed,threads")
         paths.append(path)
     return paths
 

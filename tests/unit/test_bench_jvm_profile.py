@@ -13,9 +13,9 @@ def test_shares_count_each_stack_once_per_frame_across_files(tmp_path: Path) -> 
     a = tmp_path / "a.collapsed"
     b = tmp_path / "b.collapsed"
     a.write_text(
-        "java/lang/Thread.run;x/ProcTimeDeduplicateKeepFirstRowFunction.processElement;"
+        "[Deduplicate[7] (1/2)#0 tid=9];java/lang/Thread.run;x/ProcTimeDeduplicateKeepFirstRowFunction.processElement;"
         "y/RocksDBValueState.value 30\n"
-        "start_thread;thread_native_entry;C2Compiler::compile_method 50\n"
+        "[C2 CompilerThread0 tid=7];start_thread;CompileBroker::compiler_thread_loop;C2Compiler::compile_method 50\n"
     )
     b.write_text(
         "java/lang/Thread.run;pemja/core/object/PyIterator.next;_PyEval_EvalFrameDefault;gc_collect_main 20\n"
@@ -24,7 +24,7 @@ def test_shares_count_each_stack_once_per_frame_across_files(tmp_path: Path) -> 
     got = shares([a, b, tmp_path / "missing.collapsed"])
     assert got["Deduplicate"] == 30.0
     assert got["RocksDB (JNI)"] == 30.0
-    assert got["JIT and GC threads"] == 50.0
+    assert got["JIT compiler"] == 50.0
     assert got["pemja (Python operators and function)"] == 20.0
     assert got["Python GC"] == 20.0
     assert got["TrendRows"] == 0.0
