@@ -237,7 +237,7 @@ class Route(ProcessFunction):
 
 # Python's cyclic garbage collector runs a young collection every 700 new container
 # objects and, every hundred of those, scans every object the keyed operators hold (each
-# bucket's windows, each window's rows): 10 % of their samples under async-profiler.  Their
+# bucket's windows, each window's rows): a large share of their time under a profiler.  Their
 # objects are tuples and dicts without cycles, freed by reference counting; the collector
 # only has to find the rare cycle, and may do so less often.  The interpreter is the
 # TaskManager's, shared by the job's Python operators.
