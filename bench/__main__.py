@@ -278,6 +278,11 @@ def _print_soak(samples: list[dict], ttl_ms: int) -> None:
     print(f"soak: after {2 * ttl_ms / 1000:.0f} s ({len(after)} samples): checkpoint MiB {spread(sizes)}, "
           + ", ".join(f"TaskManager {i + 1} RSS MiB {spread([s['tms_rss_mb'][i] for s in after])}"
                       for i in range(len(after[0].get("tms_rss_mb", [])))))
+    vertices = sorted({name for s in after for name in s.get("state_by_vertex_kb", {})})
+    for name in vertices:
+        mib = [s["state_by_vertex_kb"].get(name, 0.0) / 1024 for s in after if "state_by_vertex_kb" in s]
+        if mib and min(mib) > 0:
+            print(f"soak: after {2 * ttl_ms / 1000:.0f} s, {name}: checkpoint MiB {spread(mib)}")
 
 
 if __name__ == "__main__":

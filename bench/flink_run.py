@@ -57,7 +57,19 @@ def state_sample(config: Config, job_id: str, tm_pids: tuple[int, ...], elapsed:
             state_size_kb=completed.get("state_size", 0) / 1024,
             checkpointed_size_kb=completed.get("checkpointed_size", 0) / 1024,
         )
+        try:
+            out["state_by_vertex_kb"] = checkpoint_by_vertex(config, job_id, completed["id"])
+        except flink_cluster.ClusterError:
+            pass
     return out
+
+
+def checkpoint_by_vertex(config: Config, job_id: str, checkpoint_id: int) -> dict[str, float]:
+    """One checkpoint's state size per job vertex (KiB), by vertex name: which operator's state
+    makes the total move."""
+    names = {v["id"]: v["name"] for v in flink_rest.call(config, f"/jobs/{job_id}").get("vertices", [])}
+    tasks = flink_rest.call(config, f"/jobs/{job_id}/checkpoints/details/{checkpoint_id}").get("tasks", {})
+    return {names.get(vid, vid)[:60]: t.get("state_size", 0) / 1024 for vid, t in tasks.items() if t.get("state_size")}
 
 
 def _profile(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:
