@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -124,3 +125,14 @@ class Stopwatch:
 
     def cpu(self) -> float:
         return sum(cpu_seconds(p) for p in self.pids) - self.cpu0
+
+
+def collapsed_samples(path: Path) -> Iterable[tuple[str, int]]:
+    """(stack, samples) per line of a collapsed profile (py-spy raw, async-profiler collapsed);
+    nothing if the file is missing, and lines without a count are skipped."""
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        stack_text, _, count = line.rpartition(" ")
+        if count.isdigit():
+            yield stack_text, int(count)

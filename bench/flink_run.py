@@ -19,7 +19,7 @@ from pathlib import Path
 from kafka.errors import KafkaError
 
 from bench import jvm_profile
-from bench.common import Stopwatch, ThreadCpu, load_average, rss_bytes
+from bench.common import Stopwatch, ThreadCpu, collapsed_samples, load_average, rss_bytes
 from connectors import flink_cluster, flink_rest, stack
 from feedtrends import operations
 from core.config import Config
@@ -67,7 +67,7 @@ def state_sample(config: Config, job_id: str, tm_pids: tuple[int, ...], elapsed:
 def checkpoint_by_vertex(config: Config, job_id: str, checkpoint_id: int) -> dict[str, float]:
     """One checkpoint's state size per job vertex (KiB), by vertex name: which operator's state
     makes the total move."""
-    names = {v["id"]: v["name"] for v in flink_rest.call(config, f"/jobs/{job_id}").get("vertices", [])}
+    names = {v["id"]: v["name"] for v in flink_cluster.job_details(config, job_id).get("vertices", [])}
     tasks = flink_rest.call(config, f"/jobs/{job_id}/checkpoints/details/{checkpoint_id}").get("tasks", {})
     return {names.get(vid, vid)[:60]: t.get("state_size", 0) / 1024 for vid, t in tasks.items() if t.get("state_size")}
 
@@ -87,16 +87,10 @@ def _profile(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:
 
 def summarize_profile(path: Path, top: int = 15) -> list[tuple[str, float]]:
     """Leaf-function share of samples from a py-spy raw (collapsed) profile."""
-    if not path.exists():
-        return []
     leaf: dict[str, int] = {}
     total = 0
-    for line in path.read_text().splitlines():
-        stack_text, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
+    for stack_text, n in collapsed_samples(path):
         frames = stack_text.split(";")
-        n = int(count)
         total += n
         name = frames[-1] if frames else "?"
         leaf[name] = leaf.get(name, 0) + n
@@ -105,18 +99,13 @@ def summarize_profile(path: Path, top: int = 15) -> list[tuple[str, float]]:
 
 def inclusive_profile(path: Path, needles: tuple[str, ...]) -> dict[str, float]:
     """Share of samples whose stack contains each needle (inclusive time)."""
-    if not path.exists():
-        return {}
     hits = dict.fromkeys(needles, 0)
     total = 0
-    for line in path.read_text().splitlines():
-        stack_text, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        total += int(count)
+    for stack_text, n in collapsed_samples(path):
+        total += n
         for needle in needles:
             if needle in stack_text:
-                hits[needle] += int(count)
+                hits[needle] += n
     return {k: 100.0 * v / total for k, v in hits.items()} if total else {}
 
 

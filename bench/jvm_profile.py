@@ -17,6 +17,8 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from bench.common import collapsed_samples
+
 ROOT = Path(__file__).resolve().parent.parent
 JARS = ROOT / ".cache" / "jars" / "profiler"
 NATIVE = "linux-x64/libasyncProfiler.so"
@@ -32,7 +34,7 @@ FRAMES = {
     "Kafka source": r"KafkaRecordEmitter",
     "Deduplicate": r"ProcTimeDeduplicate",
     "window function + UNNEST": r"UnnestRowsFunction",
-    "window aggregation (local + global)": r"WindowAggOperator|LocalSlicingWindowAggOperator",
+    "window aggregation": r"WindowAggOperator",
     "fold_term_hits": r"FoldTermHits",
     "TrendRows": r"TrendRows",
     "RocksDB (JNI)": r"RocksDB|rocksdb",
@@ -85,13 +87,7 @@ def shares(paths: Iterable[Path], frames: dict[str, str] = FRAMES) -> dict[str, 
     hits = dict.fromkeys(frames, 0)
     total = 0
     for path in paths:
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            stack_text, _, count = line.rpartition(" ")
-            if not count.isdigit():
-                continue
-            n = int(count)
+        for stack_text, n in collapsed_samples(path):
             total += n
             for name, pattern in patterns.items():
                 if pattern.search(stack_text):
