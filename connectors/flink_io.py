@@ -278,7 +278,7 @@ def _jvm_class(name: str):
 
 def register_jvm_functions(t_env: StreamTableEnvironment) -> None:
     """SQL functions the job's queries call, from the job's own jar: `term_bucket_key(term, keys)`,
-    `fold_term_hits(hits, k)`."""
+    `fold_term_hits(term, published_at, article_id, title, feed_url, k)` (an aggregate)."""
     t_env.create_java_temporary_function("term_bucket_key", TERM_BUCKET_KEY)
     t_env.create_java_temporary_function("fold_term_hits", FOLD_TERM_HITS)
 

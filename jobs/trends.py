@@ -181,9 +181,8 @@ def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
       CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS STRING),
       first_published_at, CAST(NULL AS STRING), bucket, hits
     FROM (
-      SELECT bucket, MIN(published_at) AS first_published_at, fold_term_hits(
-          JSON_ARRAYAGG(JSON_ARRAY(term, published_at, article_id, title, feed_url NULL ON NULL)), {config.examples}
-        ) AS hits
+      SELECT bucket, MIN(published_at) AS first_published_at,
+        fold_term_hits(term, published_at, article_id, title, feed_url, {config.examples}) AS hits
       FROM (
         SELECT window_start, window_end, term, term_bucket_key(term, ARRAY[{keys}]) AS bucket,
           published_at, article_id, title, feed_url

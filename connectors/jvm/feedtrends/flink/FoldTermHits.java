@@ -5,23 +5,30 @@ import java.io.StringWriter;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Comparator;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.zip.CRC32;
 
+import org.apache.flink.api.common.typeutils.SimpleTypeSerializerSnapshot;
+import org.apache.flink.api.common.typeutils.TypeSerializerSnapshot;
+import org.apache.flink.api.common.typeutils.base.TypeSerializerSingleton;
+import org.apache.flink.core.memory.DataInputView;
+import org.apache.flink.core.memory.DataOutputView;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonGenerator;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
-import org.apache.flink.table.functions.ScalarFunction;
+import org.apache.flink.table.annotation.DataTypeHint;
+import org.apache.flink.table.annotation.FunctionHint;
+import org.apache.flink.table.functions.AggregateFunction;
+import org.apache.flink.types.StringValue;
 
 /**
- * {@code fold_term_hits(hits, k)}: one (window, term bucket)'s term hits, a JSON array of
- * {@code [term, published_at, article_id, title, feed_url]}, folded into one aggregate per
- * term, a JSON array of {@code [term, articles, feed_counts, best, sketch]} in term order.
+ * {@code fold_term_hits(term, published_at, article_id, title, feed_url, k)}: the aggregate of one
+ * (window, term bucket)'s term hits, one aggregate per term, as a JSON array of
+ * {@code [term, articles, feed_counts, best, sketch]} in term order.
  *
  * <p>Each aggregate is what {@code udfs.windows.fold_hits} builds from the term's hits, in the
  * layout of {@code TermWindow.to_state()}: the number of hits; {@code [feed_url, hits]} sorted
@@ -30,10 +37,18 @@ import org.apache.flink.table.functions.ScalarFunction;
  * are ordered by code point, as Python orders them. tests/integration hold it to the Python
  * fold on the cluster's own JVM.
  *
- * <p>Why in the JVM: every term hit of an on-time article would otherwise be decoded and
- * folded in Python; the folded bucket is a fraction of the hits' size.
+ * <p>Why an aggregate function with {@code merge}: the planner then splits the window
+ * aggregation in two, a local one chained before the exchange and a global one after it, so
+ * the exchange carries one accumulator per (window, bucket) and flush instead of every term
+ * hit with its title, and no hit is written to state one by one. The accumulator holds only
+ * what the result needs (k examples, SKETCH_SIZE hashes per term), so it stays small however
+ * many articles a term has.
  */
-public class FoldTermHits extends ScalarFunction {
+@FunctionHint(
+        accumulator = @DataTypeHint(value = "RAW", bridgedTo = FoldTermHits.Acc.class,
+                rawSerializer = FoldTermHits.AccSerializer.class),
+        output = @DataTypeHint("STRING"))
+public class FoldTermHits extends AggregateFunction<String, FoldTermHits.Acc> {
     private static final long serialVersionUID = 1L;
 
     /** {@code udfs.windows.SKETCH_SIZE}. */
@@ -57,81 +72,123 @@ public class FoldTermHits extends ScalarFunction {
         return Boolean.compare(i < a.length(), j < b.length());
     };
 
-    private static final Comparator<Hit> EXAMPLE_ORDER = Comparator.<Hit>comparingLong(h -> h.publishedAt)
-            .thenComparing(h -> h.articleId, CODE_POINT_ORDER)
-            .thenComparing(h -> h.title, Comparator.nullsFirst(CODE_POINT_ORDER));
+    private static final Comparator<Example> EXAMPLE_ORDER = Comparator.<Example>comparingLong(e -> e.publishedAt)
+            .thenComparing(e -> e.articleId, CODE_POINT_ORDER)
+            .thenComparing(e -> e.title, Comparator.nullsFirst(CODE_POINT_ORDER));
 
-    private static final class Hit {
+    /** (published_at, article_id, title): one example; Python's tuple order is EXAMPLE_ORDER. */
+    static final class Example {
         final long publishedAt;
         final String articleId;
         final String title;
-        final String feedUrl;
 
-        Hit(long publishedAt, String articleId, String title, String feedUrl) {
+        Example(long publishedAt, String articleId, String title) {
             this.publishedAt = publishedAt;
             this.articleId = articleId;
             this.title = title;
-            this.feedUrl = feedUrl;
         }
     }
 
-    public String eval(String hits, Integer k) {
-        if (hits == null || k == null) {
+    /** One term's aggregate so far: {@code TermWindow}'s fields, bounded by k and SKETCH_SIZE. */
+    static final class TermAcc {
+        long articles;
+        final Map<String, Integer> feeds = new HashMap<>();
+        final ArrayList<Example> best = new ArrayList<>(); // ascending, at most k
+        final TreeSet<Long> sketch = new TreeSet<>(); // the smallest distinct hashes, at most SKETCH_SIZE
+
+        void addExample(Example e, int k) {
+            if (best.size() >= k && (k == 0 || EXAMPLE_ORDER.compare(e, best.get(best.size() - 1)) >= 0)) {
+                return;
+            }
+            int at = Collections.binarySearch(best, e, EXAMPLE_ORDER);
+            best.add(at < 0 ? -at - 1 : at, e);
+            if (best.size() > k) {
+                best.remove(best.size() - 1);
+            }
+        }
+
+        void addHash(long hash) {
+            if (sketch.size() < SKETCH_SIZE || hash < sketch.last()) {
+                sketch.add(hash);
+                if (sketch.size() > SKETCH_SIZE) {
+                    sketch.pollLast();
+                }
+            }
+        }
+
+        void merge(TermAcc other, int k) {
+            articles += other.articles;
+            other.feeds.forEach((feed, n) -> feeds.merge(feed, n, Integer::sum));
+            for (Example e : other.best) {
+                addExample(e, k);
+            }
+            for (long hash : other.sketch) {
+                addHash(hash);
+            }
+        }
+    }
+
+    /** The accumulator: each term's aggregate, and k (the same in every call of one query). */
+    public static final class Acc {
+        int k;
+        final Map<String, TermAcc> terms = new HashMap<>();
+    }
+
+    @Override
+    public Acc createAccumulator() {
+        return new Acc();
+    }
+
+    public void accumulate(Acc acc, String term, Long publishedAt, String articleId, String title, String feedUrl,
+            Integer k) {
+        if (term == null || publishedAt == null || articleId == null || k == null) {
+            throw new IllegalArgumentException("fold_term_hits: term, published_at, article_id and k must not be null");
+        }
+        acc.k = k;
+        TermAcc t = acc.terms.computeIfAbsent(term, x -> new TermAcc());
+        t.articles++;
+        t.feeds.merge(feedUrl, 1, Integer::sum);
+        t.addExample(new Example(publishedAt, articleId, title), k);
+        t.addHash(articleHash(articleId));
+    }
+
+    public void merge(Acc acc, Iterable<Acc> others) {
+        for (Acc other : others) {
+            acc.k = Math.max(acc.k, other.k);
+            other.terms.forEach((term, t) -> {
+                acc.terms.computeIfAbsent(term, x -> new TermAcc()).merge(t, acc.k);
+            });
+        }
+    }
+
+    @Override
+    public String getValue(Acc acc) {
+        if (acc.terms.isEmpty()) {
             return null;
         }
         try {
-            return fold(read(hits), k);
+            return json(acc);
         } catch (IOException e) {
-            throw new UncheckedIOException("fold_term_hits: not an array of term hits", e);
+            throw new UncheckedIOException(e);
         }
     }
 
-    private static Map<String, List<Hit>> read(String hits) throws IOException {
-        Map<String, List<Hit>> byTerm = new TreeMap<>(CODE_POINT_ORDER);
-        try (JsonParser p = JSON.createParser(hits)) {
-            expect(p.nextToken(), JsonToken.START_ARRAY);
-            while (p.nextToken() == JsonToken.START_ARRAY) {
-                p.nextToken();
-                String term = p.getValueAsString();
-                p.nextToken();
-                long publishedAt = p.getLongValue();
-                p.nextToken();
-                String articleId = p.getValueAsString();
-                p.nextToken();
-                String title = p.getValueAsString();
-                p.nextToken();
-                String feedUrl = p.getValueAsString();
-                expect(p.nextToken(), JsonToken.END_ARRAY);
-                byTerm.computeIfAbsent(term, t -> new ArrayList<>()).add(new Hit(publishedAt, articleId, title, feedUrl));
-            }
-        }
-        return byTerm;
-    }
-
-    private static void expect(JsonToken got, JsonToken want) throws IOException {
-        if (got != want) {
-            throw new IOException("expected " + want + ", got " + got);
-        }
-    }
-
-    private static String fold(Map<String, List<Hit>> byTerm, int k) throws IOException {
+    private static String json(Acc acc) throws IOException {
+        List<String> terms = new ArrayList<>(acc.terms.keySet());
+        terms.sort(CODE_POINT_ORDER);
         StringWriter out = new StringWriter();
         try (JsonGenerator g = JSON.createGenerator(out)) {
             g.writeStartArray();
-            for (Map.Entry<String, List<Hit>> term : byTerm.entrySet()) {
-                List<Hit> hits = term.getValue();
+            for (String term : terms) {
+                TermAcc t = acc.terms.get(term);
                 g.writeStartArray();
-                g.writeString(term.getKey());
-                g.writeNumber(hits.size());
+                g.writeString(term);
+                g.writeNumber(t.articles);
 
-                Map<String, Integer> feeds = new TreeMap<>(Comparator.nullsFirst(CODE_POINT_ORDER));
-                TreeSet<Long> hashes = new TreeSet<>();
-                for (Hit h : hits) {
-                    feeds.merge(h.feedUrl, 1, Integer::sum);
-                    hashes.add(articleHash(h.articleId));
-                }
+                List<Map.Entry<String, Integer>> feeds = new ArrayList<>(t.feeds.entrySet());
+                feeds.sort(Map.Entry.comparingByKey(Comparator.nullsFirst(CODE_POINT_ORDER)));
                 g.writeStartArray();
-                for (Map.Entry<String, Integer> feed : feeds.entrySet()) {
+                for (Map.Entry<String, Integer> feed : feeds) {
                     g.writeStartArray();
                     g.writeString(feed.getKey());
                     g.writeNumber(feed.getValue());
@@ -140,24 +197,17 @@ public class FoldTermHits extends ScalarFunction {
                 g.writeEndArray();
 
                 g.writeStartArray();
-                if (k > 0) {
-                    hits.sort(EXAMPLE_ORDER);
-                    for (Hit h : hits.subList(0, Math.min(k, hits.size()))) {
-                        g.writeStartArray();
-                        g.writeNumber(h.publishedAt);
-                        g.writeString(h.articleId);
-                        g.writeString(h.title);
-                        g.writeEndArray();
-                    }
+                for (Example e : t.best) {
+                    g.writeStartArray();
+                    g.writeNumber(e.publishedAt);
+                    g.writeString(e.articleId);
+                    g.writeString(e.title);
+                    g.writeEndArray();
                 }
                 g.writeEndArray();
 
                 g.writeStartArray();
-                int n = 0;
-                for (long hash : hashes) {
-                    if (n++ == SKETCH_SIZE) {
-                        break;
-                    }
+                for (long hash : t.sketch) {
                     g.writeNumber(hash);
                 }
                 g.writeEndArray();
@@ -173,5 +223,126 @@ public class FoldTermHits extends ScalarFunction {
         CRC32 crc = new CRC32();
         crc.update(articleId.getBytes(StandardCharsets.UTF_8));
         return crc.getValue();
+    }
+
+    /**
+     * The accumulator in state and on the wire: k, then per term its name, articles, feed
+     * counts, examples and hashes, written field by field (a generic serializer would reflect
+     * over the maps on every write).
+     */
+    public static final class AccSerializer extends TypeSerializerSingleton<Acc> {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        public boolean isImmutableType() {
+            return false;
+        }
+
+        @Override
+        public Acc createInstance() {
+            return new Acc();
+        }
+
+        @Override
+        public Acc copy(Acc from) {
+            Acc to = new Acc();
+            to.k = from.k;
+            from.terms.forEach((term, t) -> {
+                TermAcc c = new TermAcc();
+                c.articles = t.articles;
+                c.feeds.putAll(t.feeds);
+                c.best.addAll(t.best); // examples are immutable
+                c.sketch.addAll(t.sketch);
+                to.terms.put(term, c);
+            });
+            return to;
+        }
+
+        @Override
+        public Acc copy(Acc from, Acc reuse) {
+            return copy(from);
+        }
+
+        @Override
+        public int getLength() {
+            return -1;
+        }
+
+        @Override
+        public void serialize(Acc acc, DataOutputView out) throws IOException {
+            out.writeInt(acc.k);
+            out.writeInt(acc.terms.size());
+            for (Map.Entry<String, TermAcc> entry : acc.terms.entrySet()) {
+                TermAcc t = entry.getValue();
+                StringValue.writeString(entry.getKey(), out);
+                out.writeLong(t.articles);
+                out.writeInt(t.feeds.size());
+                for (Map.Entry<String, Integer> feed : t.feeds.entrySet()) {
+                    StringValue.writeString(feed.getKey(), out);
+                    out.writeInt(feed.getValue());
+                }
+                out.writeInt(t.best.size());
+                for (Example e : t.best) {
+                    out.writeLong(e.publishedAt);
+                    StringValue.writeString(e.articleId, out);
+                    StringValue.writeString(e.title, out);
+                }
+                out.writeInt(t.sketch.size());
+                for (long hash : t.sketch) {
+                    out.writeLong(hash);
+                }
+            }
+        }
+
+        @Override
+        public Acc deserialize(DataInputView in) throws IOException {
+            Acc acc = new Acc();
+            acc.k = in.readInt();
+            int terms = in.readInt();
+            for (int i = 0; i < terms; i++) {
+                String term = StringValue.readString(in);
+                TermAcc t = new TermAcc();
+                t.articles = in.readLong();
+                int feeds = in.readInt();
+                for (int j = 0; j < feeds; j++) {
+                    String feed = StringValue.readString(in);
+                    t.feeds.put(feed, in.readInt());
+                }
+                int best = in.readInt();
+                for (int j = 0; j < best; j++) {
+                    long publishedAt = in.readLong();
+                    String articleId = StringValue.readString(in);
+                    t.best.add(new Example(publishedAt, articleId, StringValue.readString(in)));
+                }
+                int sketch = in.readInt();
+                for (int j = 0; j < sketch; j++) {
+                    t.sketch.add(in.readLong());
+                }
+                acc.terms.put(term, t);
+            }
+            return acc;
+        }
+
+        @Override
+        public Acc deserialize(Acc reuse, DataInputView in) throws IOException {
+            return deserialize(in);
+        }
+
+        @Override
+        public void copy(DataInputView in, DataOutputView out) throws IOException {
+            serialize(deserialize(in), out);
+        }
+
+        @Override
+        public TypeSerializerSnapshot<Acc> snapshotConfiguration() {
+            return new AccSerializerSnapshot();
+        }
+    }
+
+    /** Restores {@link AccSerializer} (it has no configuration). */
+    public static final class AccSerializerSnapshot extends SimpleTypeSerializerSnapshot<Acc> {
+        public AccSerializerSnapshot() {
+            super(AccSerializer::new);
+        }
     }
 }
