@@ -23,7 +23,6 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonGenerator
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.annotation.FunctionHint;
 import org.apache.flink.table.functions.AggregateFunction;
-import org.apache.flink.types.StringValue;
 
 /**
  * {@code fold_term_hits(term, published_at, article_id, title, feed_url, k)}: the aggregate of one
@@ -274,18 +273,18 @@ public class FoldTermHits extends AggregateFunction<String, FoldTermHits.Acc> {
             out.writeInt(acc.terms.size());
             for (Map.Entry<String, TermAcc> entry : acc.terms.entrySet()) {
                 TermAcc t = entry.getValue();
-                StringValue.writeString(entry.getKey(), out);
+                writeString(entry.getKey(), out);
                 out.writeLong(t.articles);
                 out.writeInt(t.feeds.size());
                 for (Map.Entry<String, Integer> feed : t.feeds.entrySet()) {
-                    StringValue.writeString(feed.getKey(), out);
+                    writeString(feed.getKey(), out);
                     out.writeInt(feed.getValue());
                 }
                 out.writeInt(t.best.size());
                 for (Example e : t.best) {
                     out.writeLong(e.publishedAt);
-                    StringValue.writeString(e.articleId, out);
-                    StringValue.writeString(e.title, out);
+                    writeString(e.articleId, out);
+                    writeString(e.title, out);
                 }
                 out.writeInt(t.sketch.size());
                 for (long hash : t.sketch) {
@@ -300,19 +299,19 @@ public class FoldTermHits extends AggregateFunction<String, FoldTermHits.Acc> {
             acc.k = in.readInt();
             int terms = in.readInt();
             for (int i = 0; i < terms; i++) {
-                String term = StringValue.readString(in);
+                String term = readString(in);
                 TermAcc t = new TermAcc();
                 t.articles = in.readLong();
                 int feeds = in.readInt();
                 for (int j = 0; j < feeds; j++) {
-                    String feed = StringValue.readString(in);
+                    String feed = readString(in);
                     t.feeds.put(feed, in.readInt());
                 }
                 int best = in.readInt();
                 for (int j = 0; j < best; j++) {
                     long publishedAt = in.readLong();
-                    String articleId = StringValue.readString(in);
-                    t.best.add(new Example(publishedAt, articleId, StringValue.readString(in)));
+                    String articleId = readString(in);
+                    t.best.add(new Example(publishedAt, articleId, readString(in)));
                 }
                 int sketch = in.readInt();
                 for (int j = 0; j < sketch; j++) {
@@ -321,6 +320,27 @@ public class FoldTermHits extends AggregateFunction<String, FoldTermHits.Acc> {
                 acc.terms.put(term, t);
             }
             return acc;
+        }
+
+        /** UTF-8 in one write: the state and the network write to byte streams, where a write per char costs. */
+        private static void writeString(String value, DataOutputView out) throws IOException {
+            if (value == null) {
+                out.writeInt(-1);
+                return;
+            }
+            byte[] bytes = value.getBytes(StandardCharsets.UTF_8);
+            out.writeInt(bytes.length);
+            out.write(bytes);
+        }
+
+        private static String readString(DataInputView in) throws IOException {
+            int length = in.readInt();
+            if (length < 0) {
+                return null;
+            }
+            byte[] bytes = new byte[length];
+            in.readFully(bytes);
+            return new String(bytes, StandardCharsets.UTF_8);
         }
 
         @Override
