@@ -121,7 +121,9 @@ def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
     term bucket) by the window table function, whose watermark is never ahead of
     the one here (watermarks travel behind the rows before them), so it drops none
     of them; each (window, bucket) leaves the JVM once, its term hits folded into
-    one aggregate per term (`fold_term_hits`, connectors/jvm) as JSON:
+    one aggregate per term (`fold_term_hits`, connectors/jvm, an aggregate function with
+    `merge`, so the planner folds partial aggregates before the exchange by bucket and merges
+    them after it) as JSON:
     term-windows then takes one record per (window, bucket), not one per (window,
     term) (a keyed Python record costs far more than folding its terms).  The
     bucket is `udfs.buckets.bucket_key`, computed in the JVM by `term_bucket_key`
@@ -130,7 +132,9 @@ def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
     never "count": the window function windows by the record timestamp.
 
     The query is a UNION of two branches over `feed_rows`; sub-plan reuse keeps
-    one parse, OVER and Deduplicate under both.
+    one parse, OVER and Deduplicate under both.  The operator after the UNION has
+    forward inputs, which Flink checkpoints aligned; with the partial aggregates that
+    is why the cluster runs aligned checkpoints (flink-conf/config.yaml).
     """
     size, lateness, lag = config.window_ms, config.allowed_lateness_ms, config.out_of_orderness_ms + 1
     keys = ", ".join(str(key) for key in bucket_keys(config.term_buckets))
