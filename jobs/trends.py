@@ -12,7 +12,7 @@ steps as plain Python, for the property tests.  Sources and sinks come from `con
       -> Deduplicate key article_id  first copy wins (state: seen, TTL)
       -> lateness + split          dlq / late / count (window not fired) / article (fired, within lateness)
       -> count rows: window table function per (window, term bucket): its term hits, folded per
-                                   term (fold_term_hits), as JSON, once
+                                   term (fold_term_hits, before and after the exchange), as JSON, once
                                                          -- Python from here on:
       -> route                     counted (window, bucket) -> one record (its JSON); article -> one
                                    record per term bucket; rejected -> DLQ, late -> late side output
@@ -121,10 +121,11 @@ def create_routed_views(t_env: StreamTableEnvironment, config: Config) -> str:
     term bucket) by the window table function, whose watermark is never ahead of
     the one here (watermarks travel behind the rows before them), so it drops none
     of them; each (window, bucket) leaves the JVM once, its term hits folded into
-    one aggregate per term (`fold_term_hits`, connectors/jvm, an aggregate function with
-    `merge`, so the planner folds partial aggregates before the exchange by bucket and merges
-    them after it) as JSON:
-    term-windows then takes one record per (window, bucket), not one per (window,
+    one aggregate per term (`fold_term_hits`, connectors/jvm) as JSON.  The planner
+    splits that aggregation into a local part before the exchange by bucket and a
+    global part after it; the local part sends its partial aggregates before the
+    watermark that fires their window, so the global part drops none either.
+    Term-windows then takes one record per (window, bucket), not one per (window,
     term) (a keyed Python record costs far more than folding its terms).  The
     bucket is `udfs.buckets.bucket_key`, computed in the JVM by `term_bucket_key`
     (connectors/jvm), so an article routed one by one lands on the same key.  A
