@@ -3,8 +3,10 @@ package feedtrends.flink;
 import java.io.IOException;
 import java.io.StringWriter;
 import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.Comparator;
 import java.util.HashMap;
@@ -225,12 +227,20 @@ public class FoldTermHits extends AggregateFunction<String, FoldTermHits.Acc> {
     }
 
     /**
-     * The accumulator in state and on the wire: k, then per term its name, articles, feed
-     * counts, examples and hashes, written field by field (a generic serializer would reflect
-     * over the maps on every write).
+     * The accumulator in state and on the wire: a format mark, the length of the rest, then k and
+     * per term its name, articles, feed counts, examples and hashes. The rest is built in one
+     * array and handed over in one write (and read back in one read): the table runtime hands
+     * this serializer stream wrappers over byte arrays, where every small write or read of a
+     * field is a call through the stream, and a generic serializer would reflect over the maps.
      */
     public static final class AccSerializer extends TypeSerializerSingleton<Acc> {
         private static final long serialVersionUID = 1L;
+
+        /**
+         * First int of the format (negative: the first format began with k, never negative), so
+         * state written in another layout fails with a clear message instead of a misread.
+         */
+        static final int FORMAT = -2;
 
         @Override
         public boolean isImmutableType() {
@@ -269,78 +279,84 @@ public class FoldTermHits extends AggregateFunction<String, FoldTermHits.Acc> {
 
         @Override
         public void serialize(Acc acc, DataOutputView out) throws IOException {
-            out.writeInt(acc.k);
-            out.writeInt(acc.terms.size());
+            Bytes b = new Bytes(64 + 128 * acc.terms.size());
+            b.putInt(acc.k);
+            b.putInt(acc.terms.size());
             for (Map.Entry<String, TermAcc> entry : acc.terms.entrySet()) {
                 TermAcc t = entry.getValue();
-                writeString(entry.getKey(), out);
-                out.writeLong(t.articles);
-                out.writeInt(t.feeds.size());
+                b.putString(entry.getKey());
+                b.putLong(t.articles);
+                b.putInt(t.feeds.size());
                 for (Map.Entry<String, Integer> feed : t.feeds.entrySet()) {
-                    writeString(feed.getKey(), out);
-                    out.writeInt(feed.getValue());
+                    b.putString(feed.getKey());
+                    b.putInt(feed.getValue());
                 }
-                out.writeInt(t.best.size());
+                b.putInt(t.best.size());
                 for (Example e : t.best) {
-                    out.writeLong(e.publishedAt);
-                    writeString(e.articleId, out);
-                    writeString(e.title, out);
+                    b.putLong(e.publishedAt);
+                    b.putString(e.articleId);
+                    b.putString(e.title);
                 }
-                out.writeInt(t.sketch.size());
+                b.putInt(t.sketch.size());
                 for (long hash : t.sketch) {
-                    out.writeLong(hash);
+                    b.putLong(hash);
                 }
             }
+            out.writeInt(FORMAT);
+            out.writeInt(b.size);
+            out.write(b.data, 0, b.size);
         }
 
         @Override
         public Acc deserialize(DataInputView in) throws IOException {
+            ByteBuffer b = ByteBuffer.wrap(readRest(in));
             Acc acc = new Acc();
-            acc.k = in.readInt();
-            int terms = in.readInt();
+            acc.k = b.getInt();
+            int terms = b.getInt();
             for (int i = 0; i < terms; i++) {
-                String term = readString(in);
+                String term = getString(b);
                 TermAcc t = new TermAcc();
-                t.articles = in.readLong();
-                int feeds = in.readInt();
+                t.articles = b.getLong();
+                int feeds = b.getInt();
                 for (int j = 0; j < feeds; j++) {
-                    String feed = readString(in);
-                    t.feeds.put(feed, in.readInt());
+                    String feed = getString(b);
+                    t.feeds.put(feed, b.getInt());
                 }
-                int best = in.readInt();
+                int best = b.getInt();
                 for (int j = 0; j < best; j++) {
-                    long publishedAt = in.readLong();
-                    String articleId = readString(in);
-                    t.best.add(new Example(publishedAt, articleId, readString(in)));
+                    long publishedAt = b.getLong();
+                    String articleId = getString(b);
+                    t.best.add(new Example(publishedAt, articleId, getString(b)));
                 }
-                int sketch = in.readInt();
+                int sketch = b.getInt();
                 for (int j = 0; j < sketch; j++) {
-                    t.sketch.add(in.readLong());
+                    t.sketch.add(b.getLong());
                 }
                 acc.terms.put(term, t);
             }
             return acc;
         }
 
-        /** UTF-8 in one write: the state and the network write to byte streams, where a write per char costs. */
-        private static void writeString(String value, DataOutputView out) throws IOException {
-            if (value == null) {
-                out.writeInt(-1);
-                return;
+        /** The format mark and the length, then the rest of one accumulator's bytes. */
+        private static byte[] readRest(DataInputView in) throws IOException {
+            int format = in.readInt();
+            if (format != FORMAT) {
+                throw new IOException("fold_term_hits: an accumulator in another format (" + format
+                        + "), written by an earlier build; rebuild the job's state with `feedtrends replay`");
             }
-            byte[] bytes = value.getBytes(StandardCharsets.UTF_8);
-            out.writeInt(bytes.length);
-            out.write(bytes);
+            byte[] rest = new byte[in.readInt()];
+            in.readFully(rest);
+            return rest;
         }
 
-        private static String readString(DataInputView in) throws IOException {
-            int length = in.readInt();
+        private static String getString(ByteBuffer b) {
+            int length = b.getInt();
             if (length < 0) {
                 return null;
             }
-            byte[] bytes = new byte[length];
-            in.readFully(bytes);
-            return new String(bytes, StandardCharsets.UTF_8);
+            String value = new String(b.array(), b.position(), length, StandardCharsets.UTF_8);
+            b.position(b.position() + length);
+            return value;
         }
 
         @Override
@@ -350,12 +366,57 @@ public class FoldTermHits extends AggregateFunction<String, FoldTermHits.Acc> {
 
         @Override
         public void copy(DataInputView in, DataOutputView out) throws IOException {
-            serialize(deserialize(in), out);
+            byte[] rest = readRest(in);
+            out.writeInt(FORMAT);
+            out.writeInt(rest.length);
+            out.write(rest);
         }
 
         @Override
         public TypeSerializerSnapshot<Acc> snapshotConfiguration() {
             return new AccSerializerSnapshot();
+        }
+    }
+
+    /** A growable big-endian byte array: the serializer's one buffer per accumulator. */
+    static final class Bytes {
+        byte[] data;
+        int size;
+
+        Bytes(int capacity) {
+            data = new byte[capacity];
+        }
+
+        private void ensure(int more) {
+            if (size + more > data.length) {
+                data = Arrays.copyOf(data, Math.max(data.length * 2, size + more));
+            }
+        }
+
+        void putInt(int v) {
+            ensure(4);
+            data[size++] = (byte) (v >>> 24);
+            data[size++] = (byte) (v >>> 16);
+            data[size++] = (byte) (v >>> 8);
+            data[size++] = (byte) v;
+        }
+
+        void putLong(long v) {
+            putInt((int) (v >>> 32));
+            putInt((int) v);
+        }
+
+        /** UTF-8 with its length; -1 for null. */
+        void putString(String value) {
+            if (value == null) {
+                putInt(-1);
+                return;
+            }
+            byte[] bytes = value.getBytes(StandardCharsets.UTF_8);
+            putInt(bytes.length);
+            ensure(bytes.length);
+            System.arraycopy(bytes, 0, data, size, bytes.length);
+            size += bytes.length;
         }
     }
 
