@@ -63,6 +63,8 @@ from udfs.operators import (
     parse_columns,
     rank_fire,
     rank_flush_time,
+    rank_rows,
+    rank_state,
     rank_timers,
     route_terms,
     side_record,
@@ -347,10 +349,11 @@ class Rank(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         _collect_garbage_less_often()
-        # The window's rows as one value, {term: (last emitted TrendRow, its Candidate)}, and the
-        # batches of candidates not yet ranked, in arrival order (a later one wins).  One state call
-        # per ranking and per batch: a map entry per term cost more than ranking it, and every
-        # ranking with news reads all the window's rows anyway.
+        # The window's rows as one value (udfs.operators.rank_state: each term's last revision, score,
+        # rank and aliases, and its candidate), and the batches of candidates not yet ranked, in
+        # arrival order (a later one wins).  One state call per ranking and per batch: a map entry
+        # per term cost more than ranking it, and every ranking with news reads all the window's
+        # rows anyway.
         self.previous = runtime_context.get_state(ValueStateDescriptor("rows", Types.PICKLED_BYTE_ARRAY()))
         # Each batch as term-windows pickled it (`_pickled`): a bytes object, which the state's
         # own pickling copies as it is (a PRIMITIVE_ARRAY(BYTE) list state fails to convert
@@ -379,9 +382,9 @@ class Rank(KeyedProcessFunction):
             pending.update(pickle.loads(batch))
         if not pending and timestamp < expiry_time(ws, self.size_ms, self.lateness_ms, self.n):
             return
-        previous = (self.previous.value() or {}) if pending else {}
+        stored = (self.previous.value() or {}) if pending else {}
         step = rank_fire(
-            previous, pending, timestamp, ws,
+            rank_rows(stored, ws, self.size_ms), pending, timestamp, ws,
             size_ms=self.size_ms, lateness_ms=self.lateness_ms, n=self.n, min_support=self.min_support,
             emitted_at=int(time.time() * 1000),
         )
@@ -390,8 +393,8 @@ class Rank(KeyedProcessFunction):
         if step.clear:
             self.previous.clear()
         elif step.changed:
-            previous.update({row.term: (row, tuple(candidate)) for row, candidate in step.changed})
-            self.previous.update(previous)
+            stored.update(rank_state(step.changed))
+            self.previous.update(stored)
         if step.changed:
             self.rows_out.inc(len(step.changed))
             # All the changed rows as one string: the JVM unpacks them for the sinks

@@ -41,7 +41,9 @@ from typing import Any
 from tests.oracle import Record, TrendParams, Watermark
 from udfs.buckets import group_by_bucket
 from udfs.dead_letter import dlq_record, late_record
-from udfs.operators import BucketWindows, dedup_verdict, partition_watermark, rank_fire, rank_timers
+from udfs.operators import (
+    BucketWindows, dedup_verdict, partition_watermark, rank_fire, rank_rows, rank_state, rank_timers,
+)
 from udfs.terms import article_terms
 from udfs.trend_row import TrendRow
 from udfs.validate import Article, Rejection, parse_event
@@ -84,7 +86,7 @@ class StreamingSim:
         self.seen: dict[str, bool] = {}  # dedup: ValueState[bool] per article_id (TTL in Flink)
         self.windows: dict[int, BucketWindows] = {}  # term-windows: state per bucket key
         self.window_timers = Timers()
-        self.previous: dict[int, dict[str, tuple]] = {}  # rank: the window's rows, {term: (TrendRow, Candidate)}
+        self.previous: dict[int, dict[str, tuple]] = {}  # rank: the window's rows, as rank_state keeps them
         self.pending: dict[int, dict[str, Any]] = {}  # rank: its pending batches, merged in arrival order
         self.rank_timers = Timers()
         # outputs
@@ -174,11 +176,11 @@ class StreamingSim:
         for ts, ws in self.rank_timers.due(new_watermark):
             pending = self.pending.pop(ws, {})
             step = rank_fire(
-                self.previous.get(ws, {}), pending, ts, ws,
+                rank_rows(self.previous.get(ws, {}), ws, p.size_ms), pending, ts, ws,
                 size_ms=p.size_ms, lateness_ms=p.lateness_ms, n=p.n, min_support=p.min_support, emitted_at=ts,
             )
             if step.changed:
-                self.previous.setdefault(ws, {}).update({row.term: (row, c) for row, c in step.changed})
+                self.previous.setdefault(ws, {}).update(rank_state(step.changed))
             for row in step.rows:
                 self._emit(row)
             if step.clear:

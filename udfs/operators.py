@@ -11,7 +11,7 @@ against the batch oracle exercise this code, not a copy of it.
     dedup_verdict        first copy per article_id: Flink's Deduplicate, then a JVM filter
     side_record          route: the DLQ and late records of the rows the JVM set aside
     BucketWindows        term-windows, keyed by term bucket
-    rank_timers/rank_fire  rank, keyed by window_start
+    rank_timers/rank_fire  rank, keyed by window_start (its state: rank_state/rank_rows)
 
 The steps the JVM runs (`partition_watermark`, `dedup_verdict`) are written in
 SQL in the job; the models here say what that SQL computes, and the simulation
@@ -413,6 +413,38 @@ class RankStep:
     @property
     def rows(self) -> list[TrendRow]:
         return [row for row, _ in self.changed]
+
+
+# The ranker's state of one window: term -> (revision, score, rank, aliases, candidate as a plain
+# tuple).  A row's other fields are its window's and its candidate's (`udfs.trend.revise` builds
+# them so), so the rows are rebuilt from these when a revision reads them.  Kept as TrendRows, their
+# pickling cost three times as much, and every ranking with news writes the window's rows.
+RankRows = dict[str, tuple]
+
+
+def rank_state(changed: Iterable[tuple[TrendRow, Candidate]]) -> RankRows:
+    """Rows (and their candidates) as the ranker's state keeps them."""
+    return {row.term: (row.revision, row.score, row.rank, row.aliases, tuple(c)) for row, c in changed}
+
+
+def rank_rows(state: Mapping[str, tuple], ws: int, size_ms: int) -> dict[str, tuple[TrendRow, Candidate]]:
+    """The ranker's state of window `ws` back as `rank_fire`'s `previous`: each term's last row and its
+    candidate.  `emitted_at` is not kept (no part of a row's content); an entry of the earlier layout,
+    (TrendRow, candidate), is taken as it is."""
+    end = window_end(ws, size_ms)
+    rows: dict[str, tuple[TrendRow, Candidate]] = {}
+    for term, entry in state.items():
+        if isinstance(entry[0], TrendRow):
+            rows[term] = (entry[0], Candidate(*entry[1]))
+            continue
+        revision, score, rank, aliases, c = entry
+        c = Candidate(*c)
+        rows[term] = (TrendRow(
+            window_start=ws, window_end=end, term=term, articles=c.articles, feeds=c.feeds, baseline=c.baseline,
+            score=score, rank=rank, revision=revision, emitted_at=0, examples=tuple(c.examples), aliases=aliases,
+            links=tuple(c.links),
+        ), c)
+    return rows
 
 
 def rank_fire(

@@ -22,6 +22,8 @@ from udfs.operators import (
     partition_watermark,
     rank_fire,
     rank_flush_time,
+    rank_rows,
+    rank_state,
     rank_timers,
     route_terms,
     side_record,
@@ -152,6 +154,27 @@ def test_rank_timers_and_fire() -> None:
     same = rank_fire(previous, {"storm": candidate}, expiry_time(0, H, H, 2), 0, size_ms=H, lateness_ms=H, n=2,
                      min_support=1, emitted_at=9)
     assert same.rows == [] and same.clear
+
+
+def test_the_rankers_state_gives_back_the_rows_it_was_made_of() -> None:
+    candidates = {
+        "storm": (3, 2, 0.5, ("Storm hits", "Storm grows"), (("f", 2), ("g", 1)), (1, 2, 3), 5, 1.5, ("u", "")),
+        "rally": (1, 1, 0.0, ("Rally",), (("g", 1),), (4,), 7),
+    }
+    step = rank_fire({}, candidates, fire_time(0, H), 0, size_ms=H, lateness_ms=H, n=2, min_support=1, emitted_at=7)
+    rows = rank_rows(rank_state(step.changed), 0, H)
+    assert {t: (row.revision, row.content(), c) for t, (row, c) in rows.items()} == {
+        row.term: (row.revision, row.content(), c) for row, c in step.changed
+    }
+    # The earlier layout, (TrendRow, candidate as a tuple), reads as it was.
+    old = {row.term: (row, tuple(c)) for row, c in step.changed}
+    assert rank_rows(old, 0, H) == {row.term: (row, c) for row, c in step.changed}
+    # A revision ranked from the rebuilt rows is the one ranked from the rows themselves.
+    news = {"rally": (2, 2, 0.0, ("Rally", "Rally on"), (("f", 1), ("g", 1)), (4, 9), 7)}
+    expected = rank_fire(old, news, fire_time(0, H) + 1, 0, size_ms=H, lateness_ms=H, n=2, min_support=1,
+                         emitted_at=8)
+    got = rank_fire(rows, news, fire_time(0, H) + 1, 0, size_ms=H, lateness_ms=H, n=2, min_support=1, emitted_at=8)
+    assert got == expected and got.changed
 
 
 @pytest.mark.parametrize(
