@@ -34,7 +34,7 @@ from udfs.terms import article_terms
 from udfs.trend import (
     LONG_RUN_WINDOWS,
     Candidate,
-    long_run_mean,
+    long_run_mean_of_total,
     long_run_windows,
     revise,
     rows_to_refresh,
@@ -261,19 +261,25 @@ class BucketWindows:
         self.archive.setdefault(term, {})[ws] = articles
         self.archive_by_window.setdefault(ws, set()).add(term)
 
-    def _long_run(self, ws: int) -> list[int]:
+    def _long_run(self, ws: int) -> frozenset[int]:
         """The windows window `ws`'s long run spans (udfs.trend.long_run_windows)."""
-        return long_run_windows(self.by_window.keys() | self.archive_by_window.keys(), ws, self.size_ms, self.lateness_ms)
+        return frozenset(long_run_windows(
+            self.by_window.keys() | self.archive_by_window.keys(), ws, self.size_ms, self.lateness_ms
+        ))
 
-    def _candidate(self, term: str, ws: int, long_run: list[int]) -> Candidate:
+    def _candidate(self, term: str, ws: int, long_run: frozenset[int]) -> Candidate:
         history = self.by_term[term]
         archived = self.archive.get(term, {})
-
-        def articles(w: int) -> int:
-            held = history.get(w)
-            return held.articles if held is not None else archived.get(w, 0)
-
-        return term_candidate(history, ws, self.size_ms, self.n, long_run_mean(articles, long_run))
+        # The term's articles over the long run, summed over the term's own windows (most terms are
+        # counted in a few of the long run's LONG_RUN_WINDOWS); a window held is never also archived.
+        total = 0
+        for w, agg in history.items():
+            if w in long_run:
+                total += agg.articles
+        for w, articles in archived.items():
+            if w in long_run and w not in history:
+                total += articles
+        return term_candidate(history, ws, self.size_ms, self.n, long_run_mean_of_total(total, long_run))
 
     def _put(self, ws: int, term: str, agg: TermWindow) -> None:
         self.by_term.setdefault(term, {})[ws] = agg
@@ -323,7 +329,7 @@ class BucketWindows:
         if ws > fired_upto:
             return step
         refreshed: dict[int, list[tuple[str, Candidate]]] = {}
-        long_runs: dict[int, list[int]] = {}
+        long_runs: dict[int, frozenset[int]] = {}
         for term in terms:
             for w in rows_to_refresh(self.by_term[term], ws, fired_upto, self.size_ms, self.n):
                 if w not in long_runs:

@@ -57,7 +57,7 @@ Two keyed operators use these functions:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from udfs.terms import FEED_PREFIX, is_rankable
@@ -119,9 +119,14 @@ def long_run_windows(data_windows: Iterable[int], window_start: int, size_ms: in
 
 def long_run_mean(counts: Callable[[int], int], windows: Sequence[int]) -> float:
     """The term's mean articles over `windows` (long_run_windows), 0 without any; `counts(w)` is 0 where absent."""
+    return long_run_mean_of_total(sum(counts(w) for w in windows), windows)
+
+
+def long_run_mean_of_total(total: int, windows: Collection[int]) -> float:
+    """`long_run_mean` from the total of the term's counts over `windows`."""
     if not windows:
         return 0.0
-    return round(sum(counts(w) for w in windows) / len(windows), DECIMALS)
+    return round(total / len(windows), DECIMALS)
 
 
 def term_candidate(
@@ -130,11 +135,18 @@ def term_candidate(
     """The row values of one term in one window, from that term's per-window counts and its long-run mean."""
     agg = counts[window_start]
     if n > 0:
+        # Over the term's windows or the baseline's, whichever are fewer (most terms have few).
         total = 0
-        for i in range(1, n + 1):
-            previous = counts.get(window_start - i * size_ms)
-            if previous is not None:
-                total += previous.articles
+        if len(counts) <= n:
+            earliest = window_start - n * size_ms
+            for w, previous in counts.items():
+                if earliest <= w < window_start:
+                    total += previous.articles
+        else:
+            for i in range(1, n + 1):
+                previous = counts.get(window_start - i * size_ms)
+                if previous is not None:
+                    total += previous.articles
         base = round(total / n, DECIMALS)
     else:
         base = 0.0
