@@ -272,7 +272,8 @@ class TermWindows(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         _collect_garbage_less_often()
-        # state_key(window_start, term) -> TermWindow.to_state()
+        # state_key(window_start, term) -> TermWindow.to_state(); a window counted upstream as one
+        # entry (counted_key); an expired window's article counts (archive_key)
         self.counts = runtime_context.get_map_state(
             MapStateDescriptor("counts", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
@@ -303,7 +304,7 @@ class TermWindows(KeyedProcessFunction):
         bucket = self._bucket(ctx.get_current_key())
         if kind == "counted":
             ws, folded = payload
-            step = bucket.add_counted(ws, folded_bucket(folded))
+            step = bucket.add_counted(ws, folded_bucket(folded), folded)
         else:
             ws, terms, article_id, feed_url, title, published_at = payload
             step = bucket.add(

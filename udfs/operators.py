@@ -190,12 +190,25 @@ def archive_key(ws: int) -> str:
     return f"{ARCHIVE_PREFIX}{ws}"
 
 
+# A (window, term bucket) counted upstream, for a window the bucket held no counts of yet (nearly
+# every window of a rebuild), is kept as one entry: the folded JSON as the JVM sent it, under
+# "c<window_start>".  A term of it that changes later (a late article) gets its own entry, which
+# wins over it on load.  One put and one remove per window instead of one per term: each state call
+# cost more than the counting it stores.
+COUNTED_PREFIX = "c"
+
+
+def counted_key(ws: int) -> str:
+    return f"{COUNTED_PREFIX}{ws}"
+
+
 @dataclass
 class Step:
     """What one call of a step asks the operator shell to do."""
 
     out: list[WindowCandidates] = field(default_factory=list)
-    puts: dict[str, object] = field(default_factory=dict)  # state_key -> TermWindow.to_state()
+    # state_key -> TermWindow.to_state(), counted_key -> the folded JSON, archive_key -> {term: articles}
+    puts: dict[str, object] = field(default_factory=dict)
     removes: list[str] = field(default_factory=list)
     timers: list[int] = field(default_factory=list)  # event-time timers to register
     # add: the watermark the step went by (for the ranker); on_timer: the bucket's new
@@ -231,6 +244,10 @@ class BucketWindows:
     LONG_RUN_WINDOWS expired windows with data (every window still held is later than
     all of them, so no long run still to be computed needs an older one) and is
     dropped at the end of input.  State: at most LONG_RUN_WINDOWS ints per term.
+
+    A window counted upstream is kept in state as the one entry it came as (COUNTED_PREFIX);
+    `counted_whole` remembers which windows are, and which of their terms have entries of their
+    own since, so that expiry removes exactly the entries written.
     """
 
     def __init__(self, size_ms: int, lateness_ms: int, n: int, k: int) -> None:
@@ -242,19 +259,31 @@ class BucketWindows:
         self.timer_watermark = NO_WATERMARK
         self.archive: dict[str, dict[int, int]] = {}  # term -> expired window_start -> articles
         self.archive_by_window: dict[int, set[str]] = {}  # expired window_start -> terms in the archive
+        # window_start kept as one counted entry -> its terms written since under their own keys
+        self.counted_whole: dict[int, set[str]] = {}
 
     def load(self, items: Iterable[tuple[str, object]], timer_watermark: int | None = None) -> BucketWindows:
-        """Rebuild from the state's (state_key, TermWindow.to_state()) entries and its timer watermark."""
+        """Rebuild from the state's entries (`Step.puts`, in any order) and its timer watermark."""
         if timer_watermark is not None:
             self.timer_watermark = timer_watermark
-        for key, agg_state in items:
+        own_entries: list[tuple[int, str, object]] = []
+        for key, value in items:
             if key.startswith(ARCHIVE_PREFIX):
                 ws = int(key[len(ARCHIVE_PREFIX):])
-                for term, articles in agg_state.items():
+                for term, articles in value.items():
                     self._archive(ws, term, articles)
-                continue
-            ws, term = parse_state_key(key)
+            elif key.startswith(COUNTED_PREFIX):
+                ws = int(key[len(COUNTED_PREFIX):])
+                self.counted_whole[ws] = set()
+                for term, agg in folded_bucket(value).items():
+                    self._put(ws, term, agg)
+            else:
+                own_entries.append((*parse_state_key(key), value))
+        # After the counted entries: a term's own entry is newer than its window's counted one.
+        for ws, term, agg_state in own_entries:
             self._put(ws, term, TermWindow.from_state(agg_state))
+            if ws in self.counted_whole:
+                self.counted_whole[ws].add(term)
         return self
 
     def _archive(self, ws: int, term: str, articles: int) -> None:
@@ -301,16 +330,26 @@ class BucketWindows:
 
         return self._count(ws, terms, fold)
 
-    def add_counted(self, ws: int, counted: Mapping[str, TermWindow]) -> Step:
+    def add_counted(self, ws: int, counted: Mapping[str, TermWindow], folded_json: str | None = None) -> Step:
         """Merge (window, term) aggregates counted upstream (the window's on-time articles of this
         bucket's terms) into window `ws`.
 
-        The same rules as `add`: the articles they hold are never also added one by one.
+        The same rules as `add`: the articles they hold are never also added one by one.  With
+        `folded_json` (what `folded_bucket` read `counted` from) and no counts of `ws` yet, the
+        state keeps that JSON as one entry (COUNTED_PREFIX) instead of an entry per term.
         """
-        return self._count(ws, tuple(counted), lambda term, agg: merge_windows(agg, counted[term], self.k))
+        whole = folded_json is not None and ws not in self.by_window
+        step = self._count(
+            ws, tuple(counted), lambda term, agg: merge_windows(agg, counted[term], self.k), write_terms=not whole,
+        )
+        if whole:
+            step.puts[counted_key(ws)] = folded_json
+            self.counted_whole[ws] = set()
+        return step
 
     def _count(
-        self, ws: int, terms: tuple[str, ...], fold: Callable[[str, TermWindow | None], TermWindow]
+        self, ws: int, terms: tuple[str, ...], fold: Callable[[str, TermWindow | None], TermWindow],
+        write_terms: bool = True,
     ) -> Step:
         watermark = self.timer_watermark
         step = Step(watermark=watermark)
@@ -325,7 +364,10 @@ class BucketWindows:
             history = self.by_term.get(term, {})
             agg = fold(term, history.get(ws))
             self._put(ws, term, agg)
-            step.puts[state_key(ws, term)] = agg.to_state()  # plain tuples pickle ~3x faster than the dataclass
+            if write_terms:
+                step.puts[state_key(ws, term)] = agg.to_state()  # plain tuples pickle ~3x faster than the dataclass
+        if write_terms and ws in self.counted_whole:
+            self.counted_whole[ws].update(terms)
         if ws > fired_upto:
             return step
         refreshed: dict[int, list[tuple[str, Candidate]]] = {}
@@ -350,8 +392,13 @@ class BucketWindows:
                 )))
         for ws in sorted(w for w in self.by_window if expiry_time(w, self.size_ms, self.lateness_ms, self.n) <= timestamp):
             archived: dict[str, int] = {}
+            own_entries = self.counted_whole.pop(ws, None)
+            if own_entries is not None:
+                step.removes.append(counted_key(ws))
+                step.removes.extend(state_key(ws, term) for term in own_entries)
             for term in self.by_window.pop(ws):
-                step.removes.append(state_key(ws, term))
+                if own_entries is None:
+                    step.removes.append(state_key(ws, term))
                 history = self.by_term[term]
                 archived[term] = history.pop(ws).articles
                 self._archive(ws, term, archived[term])

@@ -13,6 +13,7 @@ import pytest
 from tests.eventgen import BASE_MS, event
 from udfs.operators import (
     REJECTED,
+    archive_key,
     counted_bucket,
     folded_bucket,
     BucketWindows,
@@ -233,6 +234,52 @@ def test_a_counted_window_fires_with_its_timer_and_articles_after_it_revise_it()
     # An article for the fired window, within the lateness, revises it at once.
     late = add(bucket, ws, ("storm",), article_id="url:c")
     assert [(w, [(t, c.articles, c.feeds) for t, c in cands]) for w, cands in late.out] == [(ws, [("storm", 3, 3)])]
+
+
+def _folded_json(counted: dict) -> str:
+    """`fold_term_hits`' JSON of some aggregates (what `folded_bucket` reads back)."""
+    return json.dumps([[term, *agg.to_state()] for term, agg in sorted(counted.items())])
+
+
+def _apply(state: dict, step) -> None:
+    """A step's writes, as the operator applies them to its map state."""
+    state.update(step.puts)
+    for key in step.removes:
+        del state[key]  # a remove of a key never written would fail here
+
+
+def test_a_counted_window_is_one_state_entry_until_a_late_article_changes_a_term() -> None:
+    from udfs.operators import counted_key
+
+    bucket = BucketWindows(H, H, 2, 3)
+    ws, counted = counted_bucket(json.dumps([
+        ["storm", 10 * H + 5, "url:b", "Storm b", "f2"], ["storm", 10 * H + 1, "url:a", "Storm a", "f1"],
+        ["rally", 10 * H + 2, "url:a", "Storm a", "f1"],
+    ]), H, 3)
+    folded = _folded_json(counted)
+    assert folded_bucket(folded) == counted
+    state: dict = {}
+    step = bucket.add_counted(ws, counted, folded)
+    _apply(state, step)
+    assert state == {counted_key(ws): folded} and step.out == []
+    _apply(state, bucket.on_timer(fire_time(ws, H)))
+    late = add(bucket, ws, ("storm",), article_id="url:c")
+    _apply(state, late)
+    assert set(state) == {counted_key(ws), state_key(ws, "storm")}
+    # Restored in either order of the entries, the late article's count wins over the counted one.
+    for items in (list(state.items()), list(reversed(state.items()))):
+        restored = BucketWindows(H, H, 2, 3).load(items, bucket.timer_watermark)
+        assert restored.by_term == bucket.by_term and restored.by_term["storm"][ws].articles == 3
+        assert restored.counted_whole == bucket.counted_whole == {ws: {"storm"}}
+    # A second counted record for a window with counts is written term by term.
+    again = bucket.add_counted(ws, {"rally": counted["rally"]}, _folded_json({"rally": counted["rally"]}))
+    assert set(again.puts) == {state_key(ws, "rally")}
+    _apply(state, again)
+    # Expiry removes the counted entry and each term's own, and nothing else.
+    expiry = bucket.on_timer(expiry_time(ws, H, H, 2))
+    assert sorted(expiry.removes) == sorted([counted_key(ws), state_key(ws, "storm"), state_key(ws, "rally")])
+    _apply(state, expiry)
+    assert list(state) == [archive_key(ws)] and bucket.counted_whole == {} and bucket.size() == 0
 
 
 def test_expired_counts_stay_in_the_long_run_across_gaps_and_restores() -> None:
