@@ -118,13 +118,6 @@ class KafkaRecordSource:
             # A watermark after every record, not on a wall-clock timer: lateness
             # then depends on the partition's data, not on how fast it is read.
             "scan.watermark.emit.strategy": "on-event",
-            # No partition is read more than one window of event time ahead of the slowest one
-            # (its reader pauses until the others catch up).  Flink's watermark is the minimum over
-            # the partitions, so every window between the slowest and the fastest stays open, and
-            # the window aggregation holds each one's accumulators: in a rebuild whose readers
-            # drifted apart, that state grew without bound.  Idle partitions do not count.
-            "scan.watermark.alignment.group": f"{c.job_name}-events",
-            "scan.watermark.alignment.max-drift": f"{c.window_ms} ms",
             "format": "raw",
         }
         t_env.execute_sql(
