@@ -261,11 +261,12 @@ def _print_soak(samples: list[dict], ttl_ms: int) -> None:
     "After the horizon" starts at twice the TTL: by then the first TTL's entries have
     expired and a TTL's worth of newer ones has replaced them.
     """
-    print("soak: t s | events read | checkpoint MiB | TaskManager RSS MiB")
+    print("soak: t s | events read | checkpoint MiB | TaskManager RSS MiB | source subtasks apart (records, event-time h)")
     for s in samples:
         size = f"{s['state_size_kb'] / 1024:.1f}" if "state_size_kb" in s else "-"
         rss = " / ".join(f"{r:.0f}" for r in s.get("tms_rss_mb", []))
-        print(f"soak: {s['t_s']:.0f} | {s.get('consumed', 0)} | {size} | {rss}")
+        apart_h = f"{s['source_event_time_apart_s'] / 3600:.1f}" if "source_event_time_apart_s" in s else "-"
+        print(f"soak: {s['t_s']:.0f} | {s.get('consumed', 0)} | {size} | {rss} | {s.get('source_records_apart', '-')}, {apart_h}")
     after = [s for s in samples if s["t_s"] >= 2 * ttl_ms / 1000 and "state_size_kb" in s]
     if len(after) < 2:
         print("soak: too short to pass the TTL horizon twice")

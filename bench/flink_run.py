@@ -61,7 +61,37 @@ def state_sample(config: Config, job_id: str, tm_pids: tuple[int, ...], elapsed:
             out["state_by_vertex_kb"] = checkpoint_by_vertex(config, job_id, completed["id"])
         except flink_cluster.ClusterError:
             pass
+    try:
+        out.update(source_drift(config, job_id))
+    except flink_cluster.ClusterError:
+        pass
     return out
+
+
+def source_drift(config: Config, job_id: str) -> dict:
+    """How far the source's subtasks are apart now: in records read and in event time (the
+    source operator's output watermark).  Flink's watermark is the slowest reader's, so every
+    window between the slowest and the fastest stays open downstream, with its state."""
+    for vertex in flink_cluster.job_details(config, job_id).get("vertices", []):
+        if not vertex["name"].startswith("Source:") or vertex.get("parallelism", 1) < 2:
+            continue
+        path = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
+        # Operator metrics are named after the operator: "Source__<name>.currentOutputWatermark".
+        watermark = next(
+            (m["id"] for m in flink_rest.call(config, path)
+             if m["id"].startswith("Source__") and m["id"].endswith(".currentOutputWatermark")),
+            None,
+        )
+        wanted = ["numRecordsOut"] + ([watermark] if watermark else [])
+        got = {r["id"]: r for r in flink_rest.call(config, f"{path}?get={','.join(wanted)}&agg=min,max")}
+        out = {}
+        if "numRecordsOut" in got:
+            out["source_records_apart"] = int(got["numRecordsOut"]["max"] - got["numRecordsOut"]["min"])
+        # A subtask that has sent no watermark yet reports Long.MIN_VALUE: no drift to speak of.
+        if watermark in got and got[watermark]["min"] > 0:
+            out["source_event_time_apart_s"] = (got[watermark]["max"] - got[watermark]["min"]) / 1000
+        return out
+    return {}
 
 
 def checkpoint_by_vertex(config: Config, job_id: str, checkpoint_id: int) -> dict[str, float]:
