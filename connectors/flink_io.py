@@ -57,6 +57,11 @@ TREND_TYPE = Types.ROW_NAMED([name for name, _, _ in TREND_COLUMNS], [t for _, _
 PARQUET_COLUMNS = TREND_COLUMNS[: len(COLUMNS)]
 
 
+# How often the readers of an aligned source tell each other their watermarks (Flink's
+# default is 1 s).  A reader that is ahead pauses until an update lets it go on, so the
+# drift (config.max_source_drift_ms) must be read in many updates, not in one.
+SOURCE_ALIGNMENT_UPDATE_MS = 200
+
 # Dead-letter and late records: a key (may be None) and a JSON value.
 SIDE_TYPE = Types.ROW_NAMED(["kafka_key", "kafka_value"], [Types.STRING(), Types.STRING()])
 
@@ -103,11 +108,9 @@ class KafkaRecordSource:
         # the lag from it (the job's progress lives in its checkpoints, not here).
         return self.config.job_name
 
-
-    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table:
+    def options(self) -> dict[str, str]:
+        """The source table's WITH options."""
         c = self.config
-        # A quiet partition must not hold back the watermark of the others.
-        t_env.get_config().set("table.exec.source.idle-timeout", f"{c.idleness_ms} ms")
         options = {
             "connector": "kafka",
             "topic": c.events_topic,
@@ -120,6 +123,24 @@ class KafkaRecordSource:
             "scan.watermark.emit.strategy": "on-event",
             "format": "raw",
         }
+        if c.max_source_drift_ms:
+            # No partition is read more than this far (event time) ahead of the slowest one: its
+            # reader pauses until the others catch up.  Flink's watermark is the minimum over the
+            # partitions, so every window between the slowest and the fastest stays open, each
+            # with its state: in a rebuild whose readers drifted apart the window aggregation's
+            # state grew with the drift.  Idle partitions do not count.
+            options.update({
+                "scan.watermark.alignment.group": f"{c.job_name}-events",
+                "scan.watermark.alignment.max-drift": f"{c.max_source_drift_ms} ms",
+                "scan.watermark.alignment.update-interval": f"{SOURCE_ALIGNMENT_UPDATE_MS} ms",
+            })
+        return options
+
+    def __call__(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment) -> Table:
+        c = self.config
+        # A quiet partition must not hold back the watermark of the others.
+        t_env.get_config().set("table.exec.source.idle-timeout", f"{c.idleness_ms} ms")
+        options = self.options()
         t_env.execute_sql(
             f"""
             CREATE TEMPORARY TABLE {SOURCE_TABLE} (

@@ -95,6 +95,10 @@ class Config:
     # None: one window.  Read `allowed_lateness_ms`, which resolves it.
     lateness_ms: int | None = None
     out_of_orderness_ms: int = _duration("5m")
+    # How far (event time) the source may read one partition ahead of the slowest (watermark
+    # alignment); 0: no bound.  Matters in a rebuild, where the readers run as fast as they can:
+    # the windows between the slowest and the fastest stay open, with their state.
+    max_source_drift_ms: int = _duration("6h")
     idleness_ms: int = _duration("30s")
     dedup_ttl_ms: int = _duration("7d")
     baseline_windows: int = 6
@@ -126,6 +130,8 @@ class Config:
             raise ConfigError("retry_deadline_ms must be >= 0")
         if self.window_ms <= 0:
             raise ConfigError("window_ms must be positive")
+        if self.max_source_drift_ms < 0:
+            raise ConfigError("max_source_drift_ms must be >= 0 (0: no bound)")
         if self.lateness_ms is not None and self.lateness_ms < 0:
             raise ConfigError("lateness_ms must be >= 0 (unset: one window)")
         for name in (

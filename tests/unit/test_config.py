@@ -50,7 +50,10 @@ def test_a_flag_duration_needs_its_unit() -> None:
         parse_duration_ms("30", unit_required=True)
 
 
-@pytest.mark.parametrize(("name", "raw"), [("lateness_ms", "-1"), ("window_ms", "soon"), ("lateness_ms", "1 hour")])
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("lateness_ms", "-1"), ("window_ms", "soon"), ("lateness_ms", "1 hour"), ("max_source_drift_ms", "-1")],
+)
 def test_bad_durations_name_the_setting(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_config({name: raw}, env={})
