@@ -49,8 +49,10 @@ def state_sample(config: Config, job_id: str, tm_pids: tuple[int, ...], elapsed:
     out = {"t_s": round(elapsed, 1), "tm_rss_mb": rss[0] if rss else None, "tms_rss_mb": rss, "load": load_average()}
     try:
         completed = (flink_rest.call(config, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed")
+        # The job's vertices once per sample, for both the checkpoint's shares and the source's drift.
+        vertices = flink_cluster.job_details(config, job_id).get("vertices", [])
     except flink_cluster.ClusterError:
-        completed = None
+        return out
     if completed:
         out.update(
             checkpoint=completed.get("id"),
@@ -58,21 +60,21 @@ def state_sample(config: Config, job_id: str, tm_pids: tuple[int, ...], elapsed:
             checkpointed_size_kb=completed.get("checkpointed_size", 0) / 1024,
         )
         try:
-            out["state_by_vertex_kb"] = checkpoint_by_vertex(config, job_id, completed["id"])
+            out["state_by_vertex_kb"] = checkpoint_by_vertex(config, job_id, completed["id"], vertices)
         except flink_cluster.ClusterError:
             pass
     try:
-        out.update(source_drift(config, job_id))
+        out.update(source_drift(config, job_id, vertices))
     except flink_cluster.ClusterError:
         pass
     return out
 
 
-def source_drift(config: Config, job_id: str) -> dict:
+def source_drift(config: Config, job_id: str, vertices: list[dict]) -> dict:
     """How far the source's subtasks are apart now: in records read and in event time (the
     source operator's output watermark).  Flink's watermark is the slowest reader's, so every
     window between the slowest and the fastest stays open downstream, with its state."""
-    for vertex in flink_cluster.job_details(config, job_id).get("vertices", []):
+    for vertex in vertices:
         if not vertex["name"].startswith("Source:") or vertex.get("parallelism", 1) < 2:
             continue
         path = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
@@ -94,10 +96,10 @@ def source_drift(config: Config, job_id: str) -> dict:
     return {}
 
 
-def checkpoint_by_vertex(config: Config, job_id: str, checkpoint_id: int) -> dict[str, float]:
+def checkpoint_by_vertex(config: Config, job_id: str, checkpoint_id: int, vertices: list[dict]) -> dict[str, float]:
     """One checkpoint's state size per job vertex (KiB), by vertex name: which operator's state
     makes the total move."""
-    names = {v["id"]: v["name"] for v in flink_cluster.job_details(config, job_id).get("vertices", [])}
+    names = {v["id"]: v["name"] for v in vertices}
     tasks = flink_rest.call(config, f"/jobs/{job_id}/checkpoints/details/{checkpoint_id}").get("tasks", {})
     return {names.get(vid, vid)[:60]: t.get("state_size", 0) / 1024 for vid, t in tasks.items() if t.get("state_size")}
 

@@ -13,7 +13,7 @@ def test_the_readers_are_aligned_within_the_drift_and_not_at_all_at_zero() -> No
     assert aligned["scan.watermark.alignment.group"] == "trends-a-events"
     assert aligned["scan.watermark.alignment.max-drift"] == f"{6 * H} ms"
     # A reader ahead waits for an update to go on: the updates must come far more often
-    # than the drift is read (6 h of the bench's data is read in ~4 s).
+    # than the drift is read (6 h of the bench's data is read in ~5 s).
     assert aligned["scan.watermark.alignment.update-interval"] == f"{SOURCE_ALIGNMENT_UPDATE_MS} ms"
     unaligned = KafkaRecordSource(Config(max_source_drift_ms=0)).options()
     assert not [name for name in unaligned if name.startswith("scan.watermark.alignment")]
