@@ -44,50 +44,75 @@ DEFAULT_MAX_TERMS = 64
 MIN_TOKEN_CHARS = 2
 MAX_TOKEN_CHARS = 40
 
-# [^\W_] is "a letter or digit" in Unicode; \w would also admit "_".
-_TOKEN = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*")
+# [^\W_] is "a letter or digit" in Unicode; \w would also admit "_".  The group makes
+# `split` return the text between tokens too: [gap, token, gap, token, ..., gap].
+_TOKEN = re.compile(r"([^\W_]+(?:['\-][^\W_]+)*)")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
 _SPACES = re.compile(r"\s+")
 _FRENCH_ELISION = re.compile(r"^(?:l|d|j|m|n|s|t|c|qu|jusqu|lorsqu|puisqu)'(?=[^\W_])")
 
+# What each token, as matched, counts as in each language (None: dropped).  News
+# vocabulary is Zipfian, so nearly every token of a rebuild is found here and skips
+# the stopword, length and letter checks.  Cleared when full (about 10 MB a language),
+# which only costs time.
+_TOKEN_TERMS: dict[str, dict[str, str | None]] = {}
+TOKEN_CACHE_SIZE = 100_000
+_UNSEEN = object()
+
 
 def _normalize(text: str) -> str:
+    if text.isascii():
+        # NFKC leaves ASCII as it is and casefold is lower() there; "`" is the one
+        # ASCII character APOSTROPHES maps.
+        text = text.lower()
+        return text.replace("`", "'") if "`" in text else text
     return unicodedata.normalize("NFKC", text).casefold().translate(APOSTROPHES)
 
 
-def _grams(text: str, stopwords: frozenset[str], language: str, out: dict[str, None], limit: int) -> None:
+def token_term(token: str, language: str) -> str | None:
+    """The term a normalized token counts as in an article of `language` (primary subtag), or None if dropped."""
+    stopwords = stopwords_for(language)
+    # "he's" is a stopword as written; only other words lose a possessive "'s".
+    if language == "en" and token.endswith("'s") and token not in stopwords:
+        token = token[:-2]
+    elif language == "fr" and "'" in token:
+        token = _FRENCH_ELISION.sub("", token, count=1)
+    if (
+        len(token) < MIN_TOKEN_CHARS
+        or len(token) > MAX_TOKEN_CHARS
+        or token in stopwords
+        or _HAS_LETTER.search(token) is None
+    ):
+        return None
+    return token
+
+
+def _grams(text: str, language: str, out: dict[str, None], limit: int) -> None:
     """Append the text's unigrams, then its bigrams, to `out` (an ordered set) up to `limit`."""
     if not text or len(out) >= limit:
         return
-    text = _normalize(text)
+    parts = _TOKEN.split(_normalize(text))
+    terms = _TOKEN_TERMS.get(language)
+    if terms is None:
+        terms = _TOKEN_TERMS[language] = {}
     unigrams: list[str] = []
     bigrams: list[str] = []
     previous: str | None = None  # last kept token, if nothing broke the chain since
-    previous_end = 0
-    english = language == "en"
-    french = language == "fr"
-    for match in _TOKEN.finditer(text):
-        token = match.group()
-        start = match.start()
-        adjacent = previous is not None and text[previous_end:start].isspace()
-        previous_end = match.end()
-        # "he's" is a stopword as written; only other words lose a possessive "'s".
-        if english and token.endswith("'s") and token not in stopwords:
-            token = token[:-2]
-        elif french and "'" in token:
-            token = _FRENCH_ELISION.sub("", token, count=1)
-        if (
-            len(token) < MIN_TOKEN_CHARS
-            or len(token) > MAX_TOKEN_CHARS
-            or token in stopwords
-            or _HAS_LETTER.search(token) is None
-        ):
+    # parts[0::2] are the gaps, each before the token at the same place in parts[1::2].
+    for gap, token in zip(parts[0::2], parts[1::2]):
+        term = terms.get(token, _UNSEEN)  # one call: another thread may clear the table
+        if term is _UNSEEN:
+            term = token_term(token, language)
+            if len(terms) >= TOKEN_CACHE_SIZE:
+                terms.clear()
+            terms[token] = term
+        if term is None:
             previous = None
             continue
-        unigrams.append(token)
-        if adjacent:
-            bigrams.append(f"{previous} {token}")
-        previous = token
+        unigrams.append(term)
+        if previous is not None and gap.isspace():
+            bigrams.append(f"{previous} {term}")
+        previous = term
     for term in unigrams:
         out[term] = None
     for term in bigrams:
@@ -114,10 +139,9 @@ def extract_terms(
         if name:
             ordered[TAG_PREFIX + name] = None
     lang = primary_language(language)
-    stopwords = stopwords_for(lang)
-    _grams(title, stopwords, lang, ordered, max_terms)
+    _grams(title, lang, ordered, max_terms)
     if include_summary:
-        _grams(summary, stopwords, lang, ordered, max_terms)
+        _grams(summary, lang, ordered, max_terms)
     terms = list(ordered)
     if len(terms) > max_terms:
         del terms[max_terms:]

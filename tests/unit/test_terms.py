@@ -6,6 +6,8 @@ from hypothesis import strategies as st
 
 from tests.eventgen import encode, event
 from udfs.stopwords import ENGLISH, FRENCH, GERMAN, SPANISH, primary_language, stopwords_for
+from udfs import terms as terms_module
+from udfs.stopwords import normalize_word
 from udfs.terms import article_terms, extract_terms, is_rankable
 from udfs.validate import Article, parse_event
 
@@ -143,3 +145,37 @@ def test_terms_invariants(title: str, summary: str, tags: list[str], language: s
         assert 1 <= len(parts) <= 2
         assert all(p not in stop and 2 <= len(p) <= 40 for p in parts)
     assert extract_terms(title, summary, tags, FEED, language, include_summary=True, max_terms=20) == terms
+
+
+# Texts that reach the tokenizer's ASCII shortcut and its slow path alike.
+_MIXED_TEXT = st.text(alphabet=st.sampled_from(list("ab cz'-`_.:1 he's l'qu") + ["\u2019", "\u00c9", "\u00df", "\ufb01", "\u2010", "\t"]), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
+def test_the_ascii_shortcut_normalizes_as_the_full_rule(text: str) -> None:
+    assert terms_module._normalize(text) == normalize_word(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_MIXED_TEXT, st.sampled_from(["en", "de", "fr", "es", "fr-CA", None])), min_size=1, max_size=8))
+def test_the_token_cache_gives_what_the_rules_give(articles: list[tuple[str, str | None]]) -> None:
+    # Warm: every text seen under every language first, so tokens come from the cache.
+    warm = [extract_terms(t, t, [], FEED, lang, include_summary=True) for t, lang in articles]
+    cold = []
+    for title, language in articles:
+        terms_module._TOKEN_TERMS.clear()
+        cold.append(extract_terms(title, title, [], FEED, language, include_summary=True))
+    assert warm == cold
+
+
+def test_the_token_cache_keeps_each_language_apart_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    terms_module._TOKEN_TERMS.clear()
+    assert "europe" in extract_terms("l'europe", "", [], FEED, "fr")
+    # The same token under English rules is not elided (and "l'europe" is its own term).
+    assert "l'europe" in extract_terms("l'europe", "", [], FEED, "en")
+    assert "europe" not in extract_terms("l'europe", "", [], FEED, "en")
+    monkeypatch.setattr(terms_module, "TOKEN_CACHE_SIZE", 3)
+    extract_terms("alpha bravo charlie delta echo foxtrot", "", [], FEED, "de")
+    assert len(terms_module._TOKEN_TERMS["de"]) <= 3
+    assert extract_terms("alpha bravo", "", [], FEED, "de") == ("alpha", "alpha bravo", "bravo", "feed:" + FEED)
