@@ -12,9 +12,17 @@ from __future__ import annotations
 import time
 
 from kafka import KafkaAdminClient
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-from connectors.replication import Warn, capped_warning, new_topic, replication_of, under_replicated, warn_stderr
+from connectors.replication import (
+    Warn,
+    capped_warning,
+    new_topic,
+    replication_of,
+    topic_replicas,
+    under_replicated,
+    warn_stderr,
+)
 from connectors.retry import KafkaTimeouts, kafka_call
 from core.config import Config
 
@@ -61,11 +69,39 @@ def _ensure_topics(
             if replication.capped:
                 for t in missing:
                     warn(capped_warning(t.name, replication))
+            wait_until_described(admin, [t.name for t in missing], timeouts.request_timeout_ms / 1000)
         for line in under_replicated(replication, admin, [name for name in topics if name in existing]):
             warn(line)
         return {name: name not in existing for name in topics}
     finally:
         admin.close()
+
+
+DESCRIBE_POLL_S = 0.2
+
+
+def wait_until_described(
+    admin, names: list[str], timeout_s: float, *, sleep=time.sleep, clock=time.monotonic
+) -> None:
+    """Return once every topic in `names` is described with its partitions.
+
+    A broker learns of a created topic from the controller a moment later and
+    answers for it as unknown until then (seen on a freshly started three-node
+    cluster): waiting here means that whoever calls `ensure_topics` next finds
+    the topics.  Past `timeout_s` it raises a retriable error, so `kafka_call`
+    tries the whole creation again within its deadline.
+    """
+    if not names:
+        return  # describe_topics([]) would describe every topic
+    deadline = clock() + timeout_s
+    while True:
+        described = topic_replicas(admin, names)
+        missing = [name for name in names if name not in described]
+        if not missing:
+            return
+        if clock() >= deadline:
+            raise UnknownTopicOrPartitionError(f"created, but not yet described by the brokers: {', '.join(missing)}")
+        sleep(DESCRIBE_POLL_S)
 
 
 def delete_topics(config: Config, names: list[str]) -> None:
