@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from kafka import KafkaAdminClient
-from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import TopicAlreadyExistsError
 
 from connectors.replication import (
     Warn,
@@ -88,8 +88,8 @@ def wait_until_described(
     A broker learns of a created topic from the controller a moment later and
     answers for it as unknown until then (seen on a freshly started three-node
     cluster): waiting here means that whoever calls `ensure_topics` next finds
-    the topics.  Past `timeout_s` it raises a retriable error, so `kafka_call`
-    tries the whole creation again within its deadline.
+    the topics.  Past `timeout_s` it raises TimeoutError, which `kafka_call`
+    retries: the whole creation is tried again within its deadline.
     """
     if not names:
         return  # describe_topics([]) would describe every topic
@@ -100,7 +100,7 @@ def wait_until_described(
         if not missing:
             return
         if clock() >= deadline:
-            raise UnknownTopicOrPartitionError(f"created, but not yet described by the brokers: {', '.join(missing)}")
+            raise TimeoutError(f"created, but not yet described by the brokers: {', '.join(missing)}")
         sleep(DESCRIBE_POLL_S)
 
 
