@@ -80,6 +80,11 @@ APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b
 
 def normalize_word(text: str) -> str:
     """NFKC, casefold, ASCII apostrophes/hyphens: the one normalization tokens and lists share."""
+    if text.isascii():
+        # NFKC leaves ASCII as it is and casefold is lower() there; "`" is the one
+        # ASCII character APOSTROPHES maps.  Most news text is ASCII.
+        text = text.lower()
+        return text.replace("`", "'") if "`" in text else text
     return unicodedata.normalize("NFKC", text).casefold().translate(APOSTROPHES)
 
 

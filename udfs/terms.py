@@ -32,10 +32,9 @@ token per run, which is usually dropped by the length cap.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 
-from udfs.stopwords import APOSTROPHES, primary_language, stopwords_for
+from udfs.stopwords import normalize_word, primary_language, stopwords_for
 from udfs.validate import Article
 
 FEED_PREFIX = "feed:"
@@ -60,15 +59,6 @@ TOKEN_CACHE_SIZE = 100_000
 _UNSEEN = object()
 
 
-def _normalize(text: str) -> str:
-    if text.isascii():
-        # NFKC leaves ASCII as it is and casefold is lower() there; "`" is the one
-        # ASCII character APOSTROPHES maps.
-        text = text.lower()
-        return text.replace("`", "'") if "`" in text else text
-    return unicodedata.normalize("NFKC", text).casefold().translate(APOSTROPHES)
-
-
 def token_term(token: str, language: str) -> str | None:
     """The term a normalized token counts as in an article of `language` (primary subtag), or None if dropped."""
     stopwords = stopwords_for(language)
@@ -91,7 +81,7 @@ def _grams(text: str, language: str, out: dict[str, None], limit: int) -> None:
     """Append the text's unigrams, then its bigrams, to `out` (an ordered set) up to `limit`."""
     if not text or len(out) >= limit:
         return
-    parts = _TOKEN.split(_normalize(text))
+    parts = _TOKEN.split(normalize_word(text))
     terms = _TOKEN_TERMS.get(language)
     if terms is None:
         terms = _TOKEN_TERMS[language] = {}
@@ -135,7 +125,7 @@ def extract_terms(
     # dict as an insertion-ordered set: priority order decides what survives the cap.
     ordered: dict[str, None] = {FEED_PREFIX + feed_url: None}
     for tag in sorted(tags):
-        name = _SPACES.sub(" ", _normalize(tag)).strip()
+        name = _SPACES.sub(" ", normalize_word(tag)).strip()
         if name:
             ordered[TAG_PREFIX + name] = None
     lang = primary_language(language)
